@@ -1,0 +1,1 @@
+"""Per-protocol checks: one module a protocol, each returning frozen observations and never raising."""

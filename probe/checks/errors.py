@@ -1,0 +1,99 @@
+"""Map exceptions raised by sockets, ssl, asyncio and httpx onto :class:`Failure`.
+
+Every protocol module uses this one function so that the same kernel event
+(say, an RST) gets the same name whichever phase saw it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+
+from probe.failures import Failure
+
+log = logging.getLogger(__name__)
+
+_ERRNO_FAILURES: dict[int, Failure] = {
+    errno.ECONNREFUSED: Failure.CONNECTION_REFUSED,
+    errno.ECONNRESET: Failure.CONNECTION_RESET,
+    errno.ECONNABORTED: Failure.CONNECTION_RESET,
+    errno.EPIPE: Failure.CONNECTION_RESET,
+    errno.ETIMEDOUT: Failure.TIMEOUT,
+    errno.EHOSTUNREACH: Failure.HOST_UNREACHABLE,
+    errno.EHOSTDOWN: Failure.HOST_UNREACHABLE,
+    errno.ENETUNREACH: Failure.NETWORK_UNREACHABLE,
+    errno.ENETDOWN: Failure.NETWORK_UNREACHABLE,
+    errno.EADDRNOTAVAIL: Failure.NETWORK_UNREACHABLE,
+    errno.EAFNOSUPPORT: Failure.NETWORK_UNREACHABLE,
+}
+
+
+def certificate_failure(exc: ssl.SSLCertVerificationError) -> Failure:
+    """Name a certificate verification failure from OpenSSL's verify code."""
+    code = getattr(exc, "verify_code", None)
+    # X509_V_ERR_* codes from OpenSSL's x509_vfy.h.
+    if code in (2, 18, 19, 20, 21, 27):  # unable to get issuer / self-signed / untrusted
+        return Failure.TLS_UNKNOWN_AUTHORITY
+    if code == 10:  # certificate has expired
+        return Failure.TLS_EXPIRED_CERTIFICATE
+    if code == 62:  # hostname mismatch
+        return Failure.TLS_INVALID_HOSTNAME
+    message = str(exc).lower()
+    if "hostname" in message or "ip address mismatch" in message:
+        return Failure.TLS_INVALID_HOSTNAME
+    return Failure.TLS_INVALID_CERTIFICATE
+
+
+def failure_from_exception(exc: BaseException) -> Failure:
+    """Return the closed-vocabulary name for ``exc`` (never raises)."""
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a hard dependency
+        httpx = None  # type: ignore[assignment]
+
+    if httpx is not None and isinstance(exc, httpx.HTTPError):
+        return _httpx_failure(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return certificate_failure(exc)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | socket.timeout):
+        return Failure.TIMEOUT
+    if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | asyncio.IncompleteReadError):
+        return Failure.EOF
+    if isinstance(exc, ConnectionResetError):
+        return Failure.CONNECTION_RESET
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure.CONNECTION_REFUSED
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper() if isinstance(exc.reason, str) else ""
+        if "EOF" in reason or "UNEXPECTED_EOF" in str(exc).upper():
+            return Failure.EOF
+        return Failure.TLS_PROTOCOL_ERROR
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_FAILURES:
+        return _ERRNO_FAILURES[exc.errno]
+    if isinstance(exc, EOFError):
+        return Failure.EOF
+    log.debug("unmapped exception %s: %s", type(exc).__name__, exc)
+    return Failure.UNKNOWN_ERROR
+
+
+def _httpx_failure(exc: BaseException) -> Failure:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return Failure.TIMEOUT
+    if isinstance(exc, httpx.TooManyRedirects):
+        return Failure.HTTP_TOO_MANY_REDIRECTS
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # httpcore reports "Server disconnected without sending a response" this way.
+        if "disconnected" in str(exc).lower():
+            return Failure.EOF
+        return Failure.HTTP_PROTOCOL_ERROR
+    if isinstance(exc, httpx.LocalProtocolError):
+        return Failure.HTTP_PROTOCOL_ERROR
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        return failure_from_exception(cause)
+    return Failure.UNKNOWN_ERROR

@@ -1,0 +1,336 @@
+"""Plain typed records of what a check saw on the network.
+
+Observations are the product's raw data: the classifier reads them, storage
+keeps them, exports print them.  They hold facts only (no verdicts), so stored
+observations can be re-classified when the classifier improves.  All records
+are frozen dataclasses; :func:`to_dict` / :func:`from_dict` convert them to
+and from JSON-compatible dicts without loss.
+
+Times: ``elapsed_ms`` is how long that one operation took; ``t_ms`` is when
+it started, in milliseconds since the start of the domain's check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from probe.failures import Failure
+
+Origin = Literal["vantage", "control"]
+
+
+# --------------------------------------------------------------------------- DNS
+
+
+@dataclass(frozen=True)
+class DNSRecord:
+    """One resource record of the answer section (A, AAAA or CNAME)."""
+
+    rtype: str
+    name: str
+    value: str
+    ttl: int
+
+
+@dataclass(frozen=True)
+class DNSReply:
+    """One reply received for a query; several replies to one query mean injection."""
+
+    rcode: str  # "NOERROR", "NXDOMAIN", ... (dnspython's names)
+    records: tuple[DNSRecord, ...]
+    elapsed_ms: float  # since the query was sent
+    source: str  # "ip:port" that sent it, or the DoH URL
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(r.value for r in self.records if r.rtype in ("A", "AAAA"))
+
+    @property
+    def cnames(self) -> tuple[str, ...]:
+        return tuple(r.value for r in self.records if r.rtype == "CNAME")
+
+
+@dataclass(frozen=True)
+class DNSQuery:
+    """A query of one type for one name to one resolver, and every reply it got."""
+
+    resolver: str  # "udp://10.0.0.1:53", "system:udp://127.0.0.53:53", "https://1.1.1.1/dns-query"
+    origin: Origin
+    qname: str
+    qtype: str  # "A" or "AAAA"
+    t_ms: float
+    elapsed_ms: float  # until the first reply (or the failure)
+    failure: Failure | None  # from the first reply's rcode, or a transport failure
+    replies: tuple[DNSReply, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Addresses of the first reply: the one a stub resolver would have used."""
+        return self.replies[0].addresses if self.replies else ()
+
+
+# ------------------------------------------------------------------ TCP, TLS, HTTP
+
+
+@dataclass(frozen=True)
+class TCPObservation:
+    address: str
+    port: int
+    t_ms: float
+    elapsed_ms: float
+    failure: Failure | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class Certificate:
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    sha256: str
+    not_before: str  # RFC 3339 UTC
+    not_after: str
+
+
+@dataclass(frozen=True)
+class TLSObservation:
+    """A TLS handshake to one address with one SNI.
+
+    ``failure`` is a handshake failure, including certificate verification
+    failures (``tls_unknown_authority``...).  When verification failed the
+    probe still records the presented chain, so interception can be audited.
+    """
+
+    address: str
+    port: int
+    server_name: str
+    t_ms: float
+    elapsed_ms: float
+    failure: Failure | None
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    chain: tuple[Certificate, ...] = ()  # leaf first
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class Redirect:
+    status: int
+    location: str
+
+
+@dataclass(frozen=True)
+class HTTPObservation:
+    """One HTTP request (following same-host redirects) to a pinned address.
+
+    ``body`` keeps the first :data:`BODY_KEEP` bytes decoded as text so that
+    blockpage fingerprints can be matched again later; ``body_length`` and
+    ``body_sha256`` cover everything read (at most the read cap).
+    """
+
+    url: str
+    address: str
+    port: int
+    host: str  # Host header sent
+    server_name: str | None  # SNI for https, None for plaintext
+    t_ms: float
+    elapsed_ms: float
+    failure: Failure | None
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    title: str | None = None
+    body: str = ""
+    body_length: int = 0
+    body_sha256: str | None = None
+    body_truncated: bool = False  # stopped at the read cap or at the deadline
+    ttfb_ms: float | None = None  # request sent -> first response byte
+    body_ms: float | None = None  # first body byte -> last byte read
+    redirects: tuple[Redirect, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def throughput_bps(self) -> float | None:
+        """Body download rate in bits/s, when enough was read to tell."""
+        if self.body_ms is None or self.body_ms <= 0 or self.body_length < 16 * 1024:
+            return None
+        return self.body_length * 8 / (self.body_ms / 1000)
+
+
+BODY_KEEP = 16 * 1024
+BODY_READ_CAP = 1024 * 1024
+
+
+# --------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class EndpointObservation:
+    """Everything measured against one address:port of the target.
+
+    Port 443 endpoints carry ``tls`` (target SNI), ``tls_control_sni`` and
+    ``http`` (https with the target SNI; ``http_control_sni`` is the same
+    request over a control-SNI handshake, used to detect SNI throttling).
+    Port 80 endpoints carry ``http`` (plaintext, Host: domain) and, when that
+    failed, ``http_control_host`` (same address, Host: the control domain).
+    """
+
+    address: str
+    port: int
+    origins: tuple[Origin, ...]  # which resolvers returned this address
+    tcp: TCPObservation | None  # None when the address was never dialled
+    tls: TLSObservation | None = None
+    tls_control_sni: TLSObservation | None = None
+    http: HTTPObservation | None = None
+    http_control_sni: HTTPObservation | None = None
+    http_control_host: HTTPObservation | None = None
+    skipped: Failure | None = None  # why the address was not dialled (address_unusable)
+
+
+# ----------------------------------------------------------------- control sites
+
+
+@dataclass(frozen=True)
+class ControlSiteObservation:
+    """A light check of a control domain: is this vantage online at all?"""
+
+    domain: str
+    dns: tuple[DNSQuery, ...]
+    tcp: TCPObservation | None
+    tls: TLSObservation | None
+
+    @property
+    def reachable(self) -> bool:
+        return self.tls is not None and self.tls.ok
+
+
+# ----------------------------------------------------------------- one domain
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """The inputs that shaped a measurement, kept with it for auditing."""
+
+    resolver: str
+    control_resolvers: tuple[str, ...]
+    control_sni: str
+    control_domains: tuple[str, ...]
+    timeout_s: float
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainObservations:
+    """All observations of one domain's check: the classifier's whole input."""
+
+    domain: str
+    input: str  # what the user typed (URL or domain)
+    platform: str | None
+    started_at: dt.datetime  # timezone-aware UTC
+    duration_ms: float
+    settings: CheckSettings
+    dns: tuple[DNSQuery, ...]  # vantage and control queries, tagged by origin
+    endpoints: tuple[EndpointObservation, ...]
+    controls: tuple[ControlSiteObservation, ...] = ()
+    probe_version: str = ""
+    notes: tuple[str, ...] = field(default=())  # e.g. "addresses capped at 4 per family"
+
+
+# ------------------------------------------------------------------- the codec
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """Convert an observation tree to JSON-compatible values (enums by value,
+    datetimes as RFC 3339, tuples as lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dt.datetime):
+        return rfc3339(obj)
+    if isinstance(obj, tuple | list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Rebuild a dataclass tree written by :func:`to_dict`.
+
+    Unknown keys are ignored and missing keys take the field default, so
+    observations stored by an older release still load.
+    """
+    return typing.cast(T, _decode(cls, data))
+
+
+def rfc3339(when: dt.datetime) -> str:
+    """UTC timestamp with millisecond precision and a trailing Z."""
+    when = when.astimezone(dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _decode(tp: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(args[0], data) if len(args) == 1 else data
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in data)
+        return tuple(_decode(a, v) for a, v in zip(args, data, strict=False))
+    if origin is Literal:
+        return data
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        kwargs = {
+            f.name: _decode(hints[f.name], data[f.name])
+            for f in dataclasses.fields(tp)
+            if f.name in data
+        }
+        return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(data)
+    if tp is dt.datetime:
+        return parse_rfc3339(data)
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data
