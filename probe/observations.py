@@ -190,8 +190,9 @@ class EndpointObservation:
     Port 443 endpoints carry ``tls`` (target SNI), ``tls_control_sni`` and
     ``http`` (https with the target SNI; ``http_control_sni`` is the same
     request over a control-SNI handshake, used to detect SNI throttling).
-    Port 80 endpoints carry ``http`` (plaintext, Host: domain) and, when that
-    failed, ``http_control_host`` (same address, Host: the control domain).
+    Port 80 endpoints carry ``http`` (plaintext, Host: domain) and
+    ``http_control_host`` (same address, Host: the control name), the
+    differential that tells Host filtering from IP blocking.
     """
 
     address: str
@@ -310,8 +311,8 @@ def _decode(tp: Any, data: Any) -> Any:
         return None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(args[0], data) if len(args) == 1 else data
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(members[0], data) if len(members) == 1 else data
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:

@@ -1,1 +1,4 @@
-"""Per-protocol checks: one module a protocol, each returning frozen observations and never raising."""
+"""Per-protocol checks: one module a protocol, each returning frozen observations.
+
+A check never raises for network behaviour; it returns an observation with a failure.
+"""

@@ -48,7 +48,26 @@ def certificate_failure(exc: ssl.SSLCertVerificationError) -> Failure:
 
 
 def failure_from_exception(exc: BaseException) -> Failure:
-    """Return the closed-vocabulary name for ``exc`` (never raises)."""
+    """Return the closed-vocabulary name for ``exc`` (never raises).
+
+    httpx wraps httpcore's exceptions, which wrap anyio's, which wrap the
+    ``OSError``/``ssl`` error that says what happened (an RST, a certificate
+    rejection), so the explicit cause chain is walked until a link maps.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen and len(seen) < 16:
+        seen.add(id(link))
+        failure = _direct_failure(link)
+        if failure is not None:
+            return failure
+        link = link.__cause__ or link.__context__
+    log.debug("unmapped exception %s: %s", type(exc).__name__, exc)
+    return Failure.UNKNOWN_ERROR
+
+
+def _direct_failure(exc: BaseException) -> Failure | None:
+    """The failure ``exc`` itself names, or None when only its cause can tell."""
     try:
         import httpx
     except ImportError:  # pragma: no cover - httpx is a hard dependency
@@ -63,6 +82,10 @@ def failure_from_exception(exc: BaseException) -> Failure:
     if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | asyncio.IncompleteReadError):
         return Failure.EOF
     if isinstance(exc, ConnectionResetError):
+        # asyncio's SSL protocol reports a FIN during the handshake by raising the bare
+        # class (no errno, no message); a real RST always carries ECONNRESET.
+        if exc.errno is None and not exc.args:
+            return Failure.EOF
         return Failure.CONNECTION_RESET
     if isinstance(exc, ConnectionRefusedError):
         return Failure.CONNECTION_REFUSED
@@ -75,11 +98,12 @@ def failure_from_exception(exc: BaseException) -> Failure:
         return _ERRNO_FAILURES[exc.errno]
     if isinstance(exc, EOFError):
         return Failure.EOF
-    log.debug("unmapped exception %s: %s", type(exc).__name__, exc)
-    return Failure.UNKNOWN_ERROR
+    if type(exc).__name__ == "EndOfStream" and type(exc).__module__.startswith("anyio"):
+        return Failure.EOF  # anyio: the peer closed (e.g. during httpx's TLS handshake)
+    return None
 
 
-def _httpx_failure(exc: BaseException) -> Failure:
+def _httpx_failure(exc: BaseException) -> Failure | None:
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):
@@ -88,12 +112,11 @@ def _httpx_failure(exc: BaseException) -> Failure:
         return Failure.HTTP_TOO_MANY_REDIRECTS
     if isinstance(exc, httpx.RemoteProtocolError):
         # httpcore reports "Server disconnected without sending a response" this way.
-        if "disconnected" in str(exc).lower():
+        # A close mid-body reads "peer closed connection without sending complete message body".
+        message = str(exc).lower()
+        if "disconnected" in message or "peer closed" in message:
             return Failure.EOF
         return Failure.HTTP_PROTOCOL_ERROR
-    if isinstance(exc, httpx.LocalProtocolError):
-        return Failure.HTTP_PROTOCOL_ERROR
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc:
-        return failure_from_exception(cause)
-    return Failure.UNKNOWN_ERROR
+    if isinstance(exc, httpx.LocalProtocolError | httpx.DecodingError):
+        return Failure.HTTP_PROTOCOL_ERROR  # DecodingError: a body that is not what it claims
+    return None  # ConnectError, ReadError...: the cause says what happened

@@ -1,0 +1,480 @@
+"""Run one check: DNS, TCP, TLS and HTTP against every address of each target.
+
+The flow per domain, all under one deadline (``timeout`` seconds from the
+domain's start, so a fully blocked domain still gets its verdict in about
+``timeout`` seconds rather than a sum of per-step timeouts):
+
+1. DNS: A and AAAA through the vantage resolver and every control resolver,
+   concurrently (DNS gets at most :data:`DNS_SHARE` of the budget so that
+   control addresses can still be dialled when the vantage resolver hangs).
+2. Endpoints: every address any resolver returned (capped per family and
+   origin), ports 443 and 80 concurrently: TCP, TLS with the target SNI, TLS
+   with the control SNI, HTTPS GET; plaintext GET with the target Host and
+   with a control Host.
+3. The classifier turns the observations into a verdict.
+
+Control sites (``--control-domain``) are measured once per run, in parallel
+with the first targets, and attached to every domain's observations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from probe import __version__, netaddr
+from probe.failures import Failure
+from probe.observations import (
+    CheckSettings,
+    ControlSiteObservation,
+    DNSQuery,
+    DomainObservations,
+    EndpointObservation,
+    HTTPObservation,
+    Origin,
+    TCPObservation,
+    TLSObservation,
+)
+from probe.targets import Target
+from probe.verdict import Verdict
+
+if TYPE_CHECKING:
+    import ssl
+
+    from probe.blockpages import Fingerprint
+    from probe.checks.dns import Resolver
+
+DEFAULT_CONTROL_RESOLVERS: tuple[str, ...] = (
+    "https://1.1.1.1/dns-query",
+    "https://8.8.8.8/dns-query",
+)
+# Sites that are up nearly always and rarely blocked: if none of them is
+# reachable, the vantage is offline and no verdict about the target is fair.
+DEFAULT_CONTROL_DOMAINS: tuple[str, ...] = (
+    "example.com",
+    "www.wikipedia.org",
+    "www.cloudflare.com",
+)
+DEFAULT_CONTROL_SNI = "example.com"
+DEFAULT_TIMEOUT = 10.0
+DNS_SHARE = 0.4  # of the deadline, at most, spent waiting for DNS
+DNS_WINDOW = 0.3  # seconds to keep listening for further (injected) replies
+_HTTP_ALPN = ("http/1.1",)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What a check needs besides the targets; strings as the user typed them."""
+
+    resolver: str | None = None  # "IP[:PORT]" or a DoH URL; None = the system resolver
+    control_resolvers: tuple[str, ...] = DEFAULT_CONTROL_RESOLVERS
+    control_domains: tuple[str, ...] = DEFAULT_CONTROL_DOMAINS
+    control_sni: str = DEFAULT_CONTROL_SNI
+    timeout: float = DEFAULT_TIMEOUT
+    ca_bundle: str | None = None
+    max_addresses_per_family: int = 4
+    concurrency: int = 8
+    allow_loopback: bool = False  # tests only: lets in-process loopback servers be dialled
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """CheckOptions resolved once per run (parsed resolvers, TLS contexts)."""
+
+    options: CheckOptions
+    resolver: Resolver
+    control_resolvers: tuple[Resolver, ...]
+    verified: ssl.SSLContext  # for the TLS checks (browser-like ALPN)
+    unverified: ssl.SSLContext
+    # httpcore rewrites the ALPN of any context it is given, so HTTP gets its own.
+    http_verified: ssl.SSLContext
+    http_unverified: ssl.SSLContext
+    fingerprints: tuple[Fingerprint, ...]
+
+    @property
+    def settings(self) -> CheckSettings:
+        o = self.options
+        return CheckSettings(
+            resolver=self.resolver.label,
+            control_resolvers=tuple(r.label for r in self.control_resolvers),
+            control_sni=o.control_sni,
+            control_domains=o.control_domains,
+            timeout_s=o.timeout,
+            ca_bundle=o.ca_bundle,
+        )
+
+
+def plan(options: CheckOptions) -> _Plan:
+    """Validate options up front (raises UsageError) so bad input fails before any packet."""
+    from probe.blockpages import load_fingerprints
+    from probe.checks import dns, tls
+    from probe.errors import UsageError
+    from probe.targets import normalize_domain
+
+    if not 0 < options.timeout <= 600:
+        raise UsageError(f"invalid --timeout {options.timeout}: give seconds between 0 and 600")
+    if options.concurrency < 1:
+        raise UsageError("invalid concurrency: must be at least 1")
+    normalize_domain(options.control_sni)
+    for name in options.control_domains:
+        normalize_domain(name)
+    resolver = dns.parse_resolver(options.resolver) if options.resolver else dns.system_resolver()
+    return _Plan(
+        options=options,
+        resolver=resolver,
+        control_resolvers=tuple(dns.parse_resolver(r) for r in options.control_resolvers),
+        verified=tls.make_context(options.ca_bundle),
+        unverified=tls.make_context(options.ca_bundle, verify=False),
+        http_verified=tls.make_context(options.ca_bundle, alpn=_HTTP_ALPN),
+        http_unverified=tls.make_context(options.ca_bundle, verify=False, alpn=_HTTP_ALPN),
+        fingerprints=load_fingerprints(),
+    )
+
+
+async def check_targets(
+    targets: Sequence[Target], options: CheckOptions
+) -> AsyncIterator[tuple[DomainObservations, Verdict]]:
+    """Yield each domain's observations and verdict as it completes.
+
+    Raises UsageError before measuring anything when the options are invalid;
+    never raises for network behaviour.
+    """
+    from probe.classify import classify
+
+    run = plan(options)
+    controls_task = asyncio.create_task(_check_control_sites(run))
+    semaphore = asyncio.Semaphore(options.concurrency)
+
+    async def one(target: Target) -> DomainObservations:
+        async with semaphore:
+            return await check_domain(target, run, controls_task)
+
+    tasks = [asyncio.create_task(one(t)) for t in targets]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            obs = await next_done
+            yield obs, classify(obs, run.fingerprints)
+    finally:
+        for task in [*tasks, controls_task]:
+            task.cancel()
+        await asyncio.gather(*tasks, controls_task, return_exceptions=True)
+
+
+async def check_domain(
+    target: Target,
+    run: _Plan,
+    controls: Awaitable[tuple[ControlSiteObservation, ...]] | None = None,
+) -> DomainObservations:
+    """Measure one domain under the run's deadline."""
+    started_at = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    clock = _Deadline(t0, run.options.timeout)
+    queries = await _resolve_all(target.domain, run, clock)
+    endpoints = await _probe_endpoints(target.domain, queries, run, clock)
+    control_sites = await controls if controls is not None else ()
+    notes = _notes(queries, run.options.max_addresses_per_family)
+    return DomainObservations(
+        domain=target.domain,
+        input=target.input,
+        platform=target.platform,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - t0) * 1000, 1),
+        settings=run.settings,
+        dns=queries,
+        endpoints=endpoints,
+        controls=control_sites,
+        probe_version=__version__,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    t0: float
+    budget: float
+
+    def remaining(self) -> float:
+        return max(0.0, self.t0 + self.budget - time.monotonic())
+
+
+# ----------------------------------------------------------------------- DNS
+
+
+async def _resolve_all(domain: str, run: _Plan, clock: _Deadline) -> tuple[DNSQuery, ...]:
+    from probe.checks import dns
+
+    timeout = max(0.1, min(clock.remaining() * DNS_SHARE, clock.remaining() - 0.1))
+    window = min(DNS_WINDOW, timeout / 4)
+    jobs = [
+        dns.query(
+            resolver,
+            domain,
+            qtype,
+            origin=origin,
+            timeout=timeout,
+            t0=clock.t0,
+            window=window,
+            ca_bundle=run.options.ca_bundle,
+        )
+        for origin, resolver in _resolvers(run)
+        for qtype in ("A", "AAAA")
+    ]
+    return tuple(await asyncio.gather(*jobs))
+
+
+def _resolvers(run: _Plan) -> list[tuple[Origin, Resolver]]:
+    pairs: list[tuple[Origin, Resolver]] = [("vantage", run.resolver)]
+    pairs += [("control", r) for r in run.control_resolvers]
+    return pairs
+
+
+def _addresses(queries: Sequence[DNSQuery], cap: int) -> dict[str, tuple[Origin, ...]]:
+    """Every address from every first reply, with the origins that returned it.
+
+    At most ``cap`` addresses per family and origin, in answer order, so one
+    domain with dozens of CDN addresses cannot make a check unbounded.
+    """
+    found: dict[str, list[Origin]] = {}
+    taken: dict[tuple[Origin, int], int] = {}
+    for query in queries:
+        for address in query.addresses:
+            key = (query.origin, netaddr.family(address))
+            if address in found:
+                if query.origin not in found[address]:
+                    found[address].append(query.origin)
+                continue
+            if taken.get(key, 0) >= cap:
+                continue
+            taken[key] = taken.get(key, 0) + 1
+            found[address] = [query.origin]
+    return {a: tuple(o) for a, o in found.items()}
+
+
+def _notes(queries: Sequence[DNSQuery], cap: int) -> tuple[str, ...]:
+    counts: dict[tuple[str, str], int] = {}
+    for q in queries:
+        counts[(q.origin, q.qtype)] = max(counts.get((q.origin, q.qtype), 0), len(q.addresses))
+    return tuple(
+        f"{origin} {qtype} answers capped at {cap} of {n} addresses"
+        for (origin, qtype), n in sorted(counts.items())
+        if n > cap
+    )
+
+
+# ----------------------------------------------------------------- endpoints
+
+
+async def _probe_endpoints(
+    domain: str, queries: Sequence[DNSQuery], run: _Plan, clock: _Deadline
+) -> tuple[EndpointObservation, ...]:
+    addresses = _addresses(queries, run.options.max_addresses_per_family)
+    jobs: list[Awaitable[EndpointObservation]] = []
+    compared_families: set[int] = set()
+    for address, origins in addresses.items():
+        if not _dialable(address, run):
+            for port in (443, 80):
+                jobs.append(_skipped(address, port, origins))
+            continue
+        # One throughput comparison per family is enough: throttling keys on
+        # the SNI, not the address, and each comparison downloads the page twice.
+        family = netaddr.family(address)
+        compare = family not in compared_families
+        compared_families.add(family)
+        jobs.append(_probe_https(domain, address, origins, run, clock, compare))
+        jobs.append(_probe_http(domain, address, origins, run, clock))
+    return tuple(await asyncio.gather(*jobs))
+
+
+def _dialable(address: str, run: _Plan) -> bool:
+    ip = netaddr.parse(address)
+    if run.options.allow_loopback and ip is not None and ip.is_loopback:
+        return True
+    return netaddr.is_dialable(address)
+
+
+async def _skipped(address: str, port: int, origins: tuple[Origin, ...]) -> EndpointObservation:
+    return EndpointObservation(
+        address=address, port=port, origins=origins, tcp=None, skipped=Failure.ADDRESS_UNUSABLE
+    )
+
+
+async def _probe_https(
+    domain: str,
+    address: str,
+    origins: tuple[Origin, ...],
+    run: _Plan,
+    clock: _Deadline,
+    compare_throughput: bool,
+) -> EndpointObservation:
+    from probe.checks import tcp, tls
+
+    loopback = run.options.allow_loopback
+    tcp_obs, conn = await tcp.connect(
+        address, 443, timeout=clock.remaining(), t0=clock.t0, allow_loopback=loopback
+    )
+    if conn is None:
+        return EndpointObservation(address=address, port=443, origins=origins, tcp=tcp_obs)
+
+    async def target_path() -> tuple[TLSObservation, HTTPObservation | None]:
+        try:
+            tls_obs = await tls.handshake(
+                conn,
+                server_name=domain,
+                context=run.verified,
+                timeout=clock.remaining(),
+                t0=clock.t0,
+            )
+        finally:
+            await conn.close()
+        if not tls_obs.ok:
+            return tls_obs, None
+        return tls_obs, await _fetch_https(domain, address, domain, run.http_verified, run, clock)
+
+    async def control_path() -> tuple[TLSObservation | None, HTTPObservation | None]:
+        _, control_tls = await tls.probe_tls(
+            address,
+            443,
+            run.options.control_sni,
+            context=run.unverified,
+            timeout=clock.remaining(),
+            t0=clock.t0,
+            allow_loopback=loopback,
+        )
+        if control_tls is None or not control_tls.ok or not compare_throughput:
+            return control_tls, None
+        fetched = await _fetch_https(
+            domain, address, run.options.control_sni, run.http_unverified, run, clock
+        )
+        return control_tls, fetched
+
+    (tls_obs, http_obs), (control_tls, control_http) = await asyncio.gather(
+        target_path(), control_path()
+    )
+    return EndpointObservation(
+        address=address,
+        port=443,
+        origins=origins,
+        tcp=tcp_obs,
+        tls=tls_obs,
+        tls_control_sni=control_tls,
+        http=http_obs,
+        http_control_sni=control_http,
+    )
+
+
+async def _fetch_https(
+    domain: str,
+    address: str,
+    server_name: str,
+    context: ssl.SSLContext,
+    run: _Plan,
+    clock: _Deadline,
+) -> HTTPObservation:
+    from probe.checks import http
+
+    return await http.fetch(
+        f"https://{domain}/",
+        address=address,
+        host=domain,
+        server_name=server_name,
+        context=context,
+        timeout=clock.remaining(),
+        t0=clock.t0,
+        allow_loopback=run.options.allow_loopback,
+    )
+
+
+async def _probe_http(
+    domain: str, address: str, origins: tuple[Origin, ...], run: _Plan, clock: _Deadline
+) -> EndpointObservation:
+    """Plaintext HTTP: the path where Host filtering and injected blockpages show."""
+    from probe.checks import http, tcp
+
+    loopback = run.options.allow_loopback
+    tcp_obs, conn = await tcp.connect(
+        address, 80, timeout=clock.remaining(), t0=clock.t0, allow_loopback=loopback
+    )
+    if conn is None:
+        return EndpointObservation(address=address, port=80, origins=origins, tcp=tcp_obs)
+    await conn.close()
+
+    async def get(host: str) -> HTTPObservation:
+        return await http.fetch(
+            f"http://{host}/",
+            address=address,
+            host=host,
+            timeout=clock.remaining(),
+            t0=clock.t0,
+            follow_https=False,
+            allow_loopback=loopback,
+        )
+
+    # The control Host goes to the same address at the same time: if only the
+    # target Host is reset or answered with a blockpage, the censor keys on Host.
+    target, control = await asyncio.gather(get(domain), get(run.options.control_sni))
+    return EndpointObservation(
+        address=address,
+        port=80,
+        origins=origins,
+        tcp=tcp_obs,
+        http=target,
+        http_control_host=control,
+    )
+
+
+# -------------------------------------------------------------- control sites
+
+
+async def _check_control_sites(run: _Plan) -> tuple[ControlSiteObservation, ...]:
+    return tuple(
+        await asyncio.gather(*(_check_control_site(d, run) for d in run.options.control_domains))
+    )
+
+
+async def _check_control_site(domain: str, run: _Plan) -> ControlSiteObservation:
+    """Resolve through the vantage resolver, then TCP+TLS to the first address.
+
+    Light on purpose: it only has to tell "the vantage is online" apart
+    from "the target is blocked".
+    """
+    from probe.checks import dns, tls
+
+    clock = _Deadline(time.monotonic(), run.options.timeout)
+    dns_timeout = max(0.1, clock.remaining() * DNS_SHARE)
+    queries = tuple(
+        await asyncio.gather(
+            *(
+                dns.query(
+                    run.resolver,
+                    domain,
+                    qtype,
+                    origin="vantage",
+                    timeout=dns_timeout,
+                    t0=clock.t0,
+                    window=0.0,
+                    ca_bundle=run.options.ca_bundle,
+                )
+                for qtype in ("A", "AAAA")
+            )
+        )
+    )
+    candidates = [a for q in queries for a in q.addresses if _dialable(a, run)]
+    tcp_obs: TCPObservation | None = None
+    tls_obs: TLSObservation | None = None
+    for address in candidates[:2]:
+        tcp_obs, tls_obs = await tls.probe_tls(
+            address,
+            443,
+            domain,
+            context=run.verified,
+            timeout=clock.remaining(),
+            t0=clock.t0,
+            allow_loopback=run.options.allow_loopback,
+        )
+        if tls_obs is not None and tls_obs.ok:
+            break
+    return ControlSiteObservation(domain=domain, dns=queries, tcp=tcp_obs, tls=tls_obs)

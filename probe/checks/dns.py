@@ -1,0 +1,380 @@
+"""Plain DNS over UDP, recording every reply so that on-path injection shows.
+
+A censor that injects DNS answers races the real resolver: its forged reply
+arrives first and the genuine one a little later.  A stub resolver takes the
+first reply and closes the socket; this check keeps listening for a short
+window after the first valid reply and records every further reply to the
+same query (OONI does the same).  Deciding whether differing replies mean
+injection is the classifier's job; this module only records facts.
+
+The message -> :class:`DNSReply` conversion and the reply -> :class:`Failure`
+mapping live here and are shared with DoH (:mod:`probe.checks.doh`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import struct
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Literal
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from probe.checks.errors import failure_from_exception
+from probe.errors import UsageError
+from probe.failures import Failure
+from probe.netaddr import endpoint_label
+from probe.observations import DNSQuery, DNSRecord, DNSReply, Origin
+
+DEFAULT_DOH: tuple[str, ...] = ("https://1.1.1.1/dns-query", "https://8.8.8.8/dns-query")
+
+MAX_REPLIES = 16  # replies recorded per query: bounds memory under a reply flood
+
+_RECORD_TYPES = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA", dns.rdatatype.CNAME: "CNAME"}
+_RCODE_FAILURES = {
+    "NXDOMAIN": Failure.DNS_NXDOMAIN,
+    "SERVFAIL": Failure.DNS_SERVFAIL,
+    "REFUSED": Failure.DNS_REFUSED,
+}
+
+
+# ------------------------------------------------------------------- resolvers
+
+
+@dataclass(frozen=True)
+class Resolver:
+    """Where to send queries: a plain-DNS server or a DoH URL."""
+
+    scheme: Literal["udp", "https"]
+    host: str  # IP literal for udp; host of the URL for https
+    port: int
+    url: str | None = None  # full DoH URL for https
+    system: bool = False  # came from /etc/resolv.conf
+
+    @property
+    def label(self) -> str:
+        """How observations name this resolver (``DNSQuery.resolver``)."""
+        if self.scheme == "https" and self.url is not None:
+            text = self.url
+        else:
+            text = f"{self.scheme}://{endpoint_label(self.host, self.port)}"
+        return f"system:{text}" if self.system else text
+
+
+def parse_resolver(text: str) -> Resolver:
+    """Parse ``IP``, ``IP:PORT``, ``[V6]:PORT``, ``V6`` or an ``https://`` DoH URL.
+
+    A DoH URL without a path gets ``/dns-query`` (the path RFC 8484 servers use).
+    """
+    value = text.strip()
+    resolver = _parse_doh(value) if value.lower().startswith("https://") else _parse_udp(value)
+    if resolver is None:
+        raise UsageError(f"invalid resolver {text!r}: expected IP[:PORT] or an https:// DoH URL")
+    return resolver
+
+
+def _parse_udp(value: str) -> Resolver | None:
+    host, port_text = value, "53"
+    if value.startswith("["):
+        inside, bracket, rest = value[1:].partition("]")
+        if not bracket or ":" not in inside or (rest and not rest.startswith(":")):
+            return None
+        host, port_text = inside, rest[1:] if rest else "53"
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    address = _ip_literal(host)
+    port = _port(port_text)
+    if address is None or port is None:
+        return None
+    return Resolver("udp", address, port)
+
+
+def _parse_doh(value: str) -> Resolver | None:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port or 443
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host or parts.username or parts.password or any(c.isspace() for c in value):
+        return None
+    path = parts.path or "/dns-query"
+    url = urllib.parse.urlunsplit(("https", parts.netloc, path, parts.query, ""))
+    return Resolver("https", host.strip("[]"), port, url=url)
+
+
+def _ip_literal(host: str) -> str | None:
+    """The canonical text of an IP literal (IPv6 scope ids kept), else None."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _port(text: str) -> int | None:
+    if not text.isdecimal():
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
+def system_resolver(path: str = "/etc/resolv.conf") -> Resolver:
+    """The first usable ``nameserver`` of resolv.conf, tagged as the system resolver."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.readlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            address = _ip_literal(fields[1])
+            if address is not None:
+                return Resolver("udp", address, 53, system=True)
+    raise UsageError(f"no system resolver in {path}; pass --resolver IP[:PORT]")
+
+
+# ------------------------------------------------------- message -> observation
+
+
+def dns_name(name: dns.name.Name) -> str:
+    """A name as observations store it: lowercase, without the trailing dot."""
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def reply_from_message(message: dns.message.Message, *, elapsed_ms: float, source: str) -> DNSReply:
+    """Keep the rcode and the answer's A, AAAA and CNAME records, in wire order."""
+    records: list[DNSRecord] = []
+    for rrset in message.answer:
+        rtype = _RECORD_TYPES.get(rrset.rdtype)
+        if rtype is None or rrset.rdclass != dns.rdataclass.IN:
+            continue
+        owner = dns_name(rrset.name)
+        for rdata in rrset:
+            if rtype == "CNAME":
+                value = dns_name(rdata.target)
+            else:
+                value = _ip_literal(rdata.address) or rdata.address
+            records.append(DNSRecord(rtype, owner, value, rrset.ttl))
+    return DNSReply(
+        rcode=dns.rcode.to_text(message.rcode()),
+        records=tuple(records),
+        elapsed_ms=elapsed_ms,
+        source=source,
+    )
+
+
+def reply_failure(reply: DNSReply, qname: str, qtype: str) -> Failure | None:
+    """Name what a stub resolver would have made of ``reply``.
+
+    NOERROR counts as an answer only when a ``qtype`` record sits at the end
+    of the CNAME chain that starts at ``qname``.
+    """
+    if reply.rcode != "NOERROR":
+        return _RCODE_FAILURES.get(reply.rcode, Failure.DNS_OTHER_RCODE)
+    name = qname.rstrip(".").lower()
+    cnames = {r.name: r.value for r in reply.records if r.rtype == "CNAME"}
+    seen = {name}
+    while name in cnames and cnames[name] not in seen:
+        name = cnames[name]
+        seen.add(name)
+    if any(r.rtype == qtype.upper() and r.name == name for r in reply.records):
+        return None
+    return Failure.DNS_NO_ANSWER
+
+
+def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
+    """``wire`` as a reply to ``query`` (same id and question), else None."""
+    try:
+        message = dns.message.from_wire(wire)
+        return message if query.is_response(message) else None
+    except (dns.exception.DNSException, ValueError, KeyError, IndexError, UnicodeError):
+        return None
+
+
+def make_query(qname: str, qtype: str, *, doh: bool = False) -> dns.message.Message:
+    """A recursive query with EDNS0; DoH queries use id 0 as RFC 8484 advises."""
+    message = dns.message.make_query(qname, qtype, use_edns=0)
+    if doh:
+        message.id = 0
+    return message
+
+
+def ms_since(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 3)
+
+
+# ------------------------------------------------------------------- queries
+
+
+async def query(
+    resolver: Resolver,
+    qname: str,
+    qtype: str,
+    *,
+    origin: Origin,
+    timeout: float,
+    t0: float,
+    window: float = 0.3,
+    ca_bundle: str | None = None,
+) -> DNSQuery:
+    """Ask ``resolver`` for ``qname``/``qtype``; never raises for network behaviour.
+
+    ``window`` (UDP only) is how long to keep listening for further replies
+    after the first valid one; it never extends the query past ``timeout``.
+    """
+    if resolver.scheme == "https":
+        from probe.checks.doh import query_doh
+
+        return await query_doh(
+            resolver, qname, qtype, origin=origin, timeout=timeout, t0=t0, ca_bundle=ca_bundle
+        )
+    return await _query_udp(
+        resolver, qname, qtype, origin=origin, timeout=timeout, t0=t0, window=window
+    )
+
+
+class _Listener(asyncio.DatagramProtocol):
+    """Collects the valid replies to one query and counts the rest."""
+
+    def __init__(self, query: dns.message.Message, start: float) -> None:
+        self.query = query
+        self.start = start
+        self.replies: list[tuple[dns.message.Message, DNSReply]] = []
+        self.bad_packets = 0
+        self.error: Exception | None = None
+        self.first = asyncio.Event()  # a valid reply or a transport error arrived
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        message = parse_reply(self.query, data)
+        if message is None:
+            self.bad_packets += 1
+            return
+        if len(self.replies) < MAX_REPLIES:
+            source = endpoint_label(str(addr[0]), int(addr[1]))
+            reply = reply_from_message(message, elapsed_ms=ms_since(self.start), source=source)
+            self.replies.append((message, reply))
+        self.first.set()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable...) on the connected socket land here.
+        if not self.replies and self.error is None:
+            self.error = exc
+        self.first.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.error_received(exc)
+
+
+async def _query_udp(
+    resolver: Resolver,
+    qname: str,
+    qtype: str,
+    *,
+    origin: Origin,
+    timeout: float,
+    t0: float,
+    window: float,
+) -> DNSQuery:
+    """One UDP query, plus every further reply within ``window``.
+
+    When the first valid reply has TC set, the question is asked again over
+    TCP (within the remaining timeout) and the TCP reply replaces it as the
+    first reply; the UDP socket keeps listening meanwhile.  If that TCP query
+    fails, the truncated reply stays on record and the failure is the TCP one.
+    """
+    loop = asyncio.get_running_loop()
+    start = time.monotonic()
+    deadline = start + timeout
+    message = make_query(qname, qtype)
+
+    def result(
+        failure: Failure | None, replies: tuple[DNSReply, ...] = (), elapsed: float | None = None
+    ) -> DNSQuery:
+        """``elapsed`` defaults to the first reply's, else to now (a failure)."""
+        if elapsed is None:
+            elapsed = replies[0].elapsed_ms if replies else ms_since(start)
+        return DNSQuery(
+            resolver=resolver.label,
+            origin=origin,
+            qname=qname,
+            qtype=qtype,
+            t_ms=round((start - t0) * 1000, 3),
+            elapsed_ms=elapsed,
+            failure=failure,
+            replies=replies,
+        )
+
+    listener = _Listener(message, start)
+    transport: asyncio.DatagramTransport | None = None
+    tcp_reply: DNSReply | Failure | None = None
+    tcp_elapsed = 0.0
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: listener, remote_addr=(resolver.host, resolver.port)
+                )
+                transport.sendto(message.to_wire())
+                await listener.first.wait()
+        except TimeoutError:
+            pass
+        except Exception as exc:  # socket creation/connect errors
+            return result(failure_from_exception(exc))
+
+        if not listener.replies:
+            if listener.error is not None:
+                return result(failure_from_exception(listener.error))
+            return result(Failure.DNS_BAD_REPLY if listener.bad_packets else Failure.TIMEOUT)
+
+        first_message, first_reply = listener.replies[0]
+        listen_until = min(start + first_reply.elapsed_ms / 1000 + window, deadline)
+        if first_message.flags & dns.flags.TC:
+            tcp_reply = await _query_tcp(resolver, message, start, deadline - time.monotonic())
+            tcp_elapsed = ms_since(start)
+        await asyncio.sleep(max(0.0, listen_until - time.monotonic()))
+    finally:
+        if transport is not None:
+            transport.close()
+
+    udp_replies = tuple(reply for _, reply in listener.replies)
+    if isinstance(tcp_reply, DNSReply):
+        replies = (tcp_reply, *udp_replies[1:])
+        return result(reply_failure(tcp_reply, qname, qtype), replies)
+    if isinstance(tcp_reply, Failure):
+        return result(tcp_reply, udp_replies, tcp_elapsed)
+    return result(reply_failure(first_reply, qname, qtype), udp_replies)
+
+
+async def _query_tcp(
+    resolver: Resolver, message: dns.message.Message, start: float, budget: float
+) -> DNSReply | Failure:
+    """Ask ``message`` over TCP (RFC 7766 two-byte length framing) within ``budget`` s."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(max(0.0, budget)):
+            reader, writer = await asyncio.open_connection(resolver.host, resolver.port)
+            wire = message.to_wire()
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            reply = parse_reply(message, await reader.readexactly(length))
+    except Exception as exc:
+        return failure_from_exception(exc)
+    finally:
+        if writer is not None:
+            writer.close()
+    if reply is None:
+        return Failure.DNS_BAD_REPLY
+    source = endpoint_label(resolver.host, resolver.port)
+    return reply_from_message(reply, elapsed_ms=ms_since(start), source=source)

@@ -1,0 +1,232 @@
+"""TLS handshake over an open connection, recording what the server presented.
+
+SNI filtering acts on the ClientHello, so the handshake is where it shows:
+a reset, a close or a stall right after the ClientHello, or a forged
+certificate (TLS interception).  The chain presented is recorded even when
+verification fails, because an intercepting certificate is evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import ssl
+import time
+from typing import Any
+
+from cryptography import x509
+
+from probe.checks.errors import failure_from_exception
+from probe.checks.tcp import Connection, connect, elapsed_ms, open_connection
+from probe.errors import UsageError
+from probe.observations import Certificate, TCPObservation, TLSObservation, rfc3339
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALPN = ("h2", "http/1.1")
+_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)  # private chain API (< 3.13)
+
+
+def make_context(
+    ca_bundle: str | None = None, *, verify: bool = True, alpn: tuple[str, ...] = DEFAULT_ALPN
+) -> ssl.SSLContext:
+    """A client context trusting the system store plus ``ca_bundle`` (PEM).
+
+    Cached: a check makes dozens of handshakes and a context costs
+    milliseconds to build.  ``verify=False`` disables certificate and
+    hostname checks (used to capture a chain that failed verification).
+    Raises UsageError when the bundle cannot be read or holds no certificate.
+    """
+    return _make_context(ca_bundle, verify, tuple(alpn))
+
+
+@functools.lru_cache(maxsize=32)
+def _make_context(ca_bundle: str | None, verify: bool, alpn: tuple[str, ...]) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            reason = getattr(exc, "reason", None)  # ssl.SSLError: NO_CERTIFICATE_OR_CRL_FOUND...
+            detail = (
+                reason.replace("_", " ").lower()
+                if reason
+                else getattr(exc, "strerror", None) or exc
+            )
+            raise UsageError(f"cannot read CA bundle {ca_bundle}: {detail}") from exc
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+async def handshake(
+    conn: Connection, *, server_name: str, context: ssl.SSLContext, timeout: float, t0: float
+) -> TLSObservation:
+    """Upgrade ``conn`` to TLS with SNI ``server_name``; never raises for network errors.
+
+    On success ``conn`` carries TLS from now on.  On a certificate failure
+    the chain is captured by a second, unverified handshake on a new
+    connection to the same endpoint, within what is left of ``timeout``;
+    ``elapsed_ms`` covers the first handshake only.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    t_ms = (start - t0) * 1000
+
+    try:
+        async with asyncio.timeout(timeout):
+            await conn.writer.start_tls(
+                context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)
+            )
+    except Exception as exc:
+        failure = failure_from_exception(exc)
+        took = elapsed_ms(start)
+        chain: tuple[Certificate, ...] = ()
+        if failure.is_tls_certificate:
+            chain = await _capture_chain(conn, server_name, deadline - time.monotonic())
+        return TLSObservation(
+            conn.address, conn.port, server_name, t_ms, took, failure, chain=chain
+        )
+    sslobj = conn.writer.get_extra_info("ssl_object")
+    cipher = sslobj.cipher() if sslobj is not None else None
+    return TLSObservation(
+        conn.address,
+        conn.port,
+        server_name,
+        t_ms,
+        elapsed_ms(start),
+        None,
+        version=sslobj.version() if sslobj is not None else None,
+        cipher=cipher[0] if cipher else None,
+        alpn=sslobj.selected_alpn_protocol() if sslobj is not None else None,
+        chain=presented_chain(sslobj),
+    )
+
+
+async def probe_tls(
+    address: str,
+    port: int,
+    server_name: str,
+    *,
+    context: ssl.SSLContext,
+    timeout: float,
+    t0: float,
+    allow_loopback: bool = False,
+) -> tuple[TCPObservation, TLSObservation | None]:
+    """Connect, handshake, close: a stand-alone handshake (the control-SNI one).
+
+    The TLS observation is None when the TCP connect failed.
+    """
+    deadline = time.monotonic() + timeout
+    tcp, conn = await connect(address, port, timeout=timeout, t0=t0, allow_loopback=allow_loopback)
+    if conn is None:
+        return tcp, None
+    try:
+        tls = await handshake(
+            conn,
+            server_name=server_name,
+            context=context,
+            timeout=deadline - time.monotonic(),
+            t0=t0,
+        )
+    finally:
+        await conn.close()
+    return tcp, tls
+
+
+def _backstop(timeout: float) -> float:
+    """asyncio's own handshake timeout, set later than ours so that ours always fires
+    first (asyncio's raises a ConnectionAbortedError that would not read as a timeout)."""
+    return max(timeout, 0.0) + 1.0
+
+
+async def _capture_chain(
+    conn: Connection, server_name: str, timeout: float
+) -> tuple[Certificate, ...]:
+    """Re-dial the endpoint and handshake without verification, only to see the chain."""
+    if timeout <= 0:
+        return ()
+    start = time.monotonic()
+    try:
+        again = await open_connection(conn.address, conn.port, timeout)
+    except Exception as exc:
+        log.debug("chain capture: connect to %s failed: %r", conn.address, exc)
+        return ()
+    try:
+        remaining = timeout - (time.monotonic() - start)
+        async with asyncio.timeout(remaining):
+            await again.writer.start_tls(
+                make_context(verify=False),
+                server_hostname=server_name,
+                ssl_handshake_timeout=_backstop(remaining),
+            )
+        return presented_chain(again.writer.get_extra_info("ssl_object"))
+    except Exception as exc:
+        log.debug("chain capture: handshake with %s failed: %r", conn.address, exc)
+        return ()
+    finally:
+        await again.close()
+
+
+def presented_chain(sslobj: ssl.SSLObject | None) -> tuple[Certificate, ...]:
+    """The certificates the server sent, leaf first (only the leaf if that is all we can get)."""
+    if sslobj is None:
+        return ()
+    ders: list[bytes] = []
+    public = getattr(sslobj, "get_unverified_chain", None)  # Python >= 3.13
+    private = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    try:
+        if public is not None:
+            ders = [bytes(c) for c in public() or ()]
+        elif private is not None:
+            ders = [c.public_bytes(_DER) for c in private() or ()]
+    except Exception as exc:  # a private API: fall back to the leaf
+        log.debug("unverified chain unavailable: %r", exc)
+        ders = []
+    if not ders:
+        leaf = sslobj.getpeercert(binary_form=True)
+        ders = [leaf] if leaf else []
+    return tuple(certificate(der) for der in ders)
+
+
+def certificate(der: bytes) -> Certificate:
+    """Describe a DER certificate; fields that do not parse are left empty.
+
+    Intercepting middleboxes sometimes present malformed certificates, and
+    the fingerprint alone is still worth keeping.
+    """
+    sha256 = hashlib.sha256(der).hexdigest()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return Certificate("", "", (), sha256, "", "")
+    return Certificate(
+        subject=_safe(lambda: cert.subject.rfc4514_string()),
+        issuer=_safe(lambda: cert.issuer.rfc4514_string()),
+        sans=_sans(cert),
+        sha256=sha256,
+        not_before=_safe(lambda: rfc3339(cert.not_valid_before_utc)),
+        not_after=_safe(lambda: rfc3339(cert.not_valid_after_utc)),
+    )
+
+
+def _safe(read: Any) -> str:
+    try:
+        return str(read())
+    except Exception:
+        return ""
+
+
+def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    return tuple(
+        str(name.value) for name in ext.value if isinstance(name, x509.DNSName | x509.IPAddress)
+    )

@@ -1,0 +1,170 @@
+"""``probe check``: one-off measurement of domains, a platform, or a test list."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from probe.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from probe.check import CheckOptions
+    from probe.observations import DomainObservations
+    from probe.targets import Target
+    from probe.verdict import Verdict
+
+_CONTROL_DEFAULTS = "example.com, www.wikipedia.org, www.cloudflare.com"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="check", no_args_is_help=True)(check)
+
+
+def check(
+    targets: list[str] = typer.Argument(None, metavar="DOMAIN|URL...", show_default=False),
+    platform: str | None = typer.Option(
+        None, "--platform", help="Check a platform's endpoint set (e.g. x); see platforms.toml."
+    ),
+    list_file: str | None = typer.Option(
+        None, "--list", metavar="FILE", help="Check every URL of a Citizen Lab test-list CSV."
+    ),
+    resolver: str | None = typer.Option(
+        None, "--resolver", metavar="IP[:PORT]", help="Vantage resolver (default: the system's)."
+    ),
+    control_resolver: list[str] = typer.Option(
+        None,
+        "--control-resolver",
+        metavar="IP[:PORT]|URL",
+        help="Control resolver, plain DNS or DoH URL; repeatable (default: public DoH by IP).",
+    ),
+    ca_bundle: str | None = typer.Option(
+        None, "--ca-bundle", metavar="PEM", help="Extra trusted CA certificates."
+    ),
+    control_domain: list[str] = typer.Option(
+        None,
+        "--control-domain",
+        metavar="NAME",
+        help="Control site telling 'offline' from 'blocked'; repeatable "
+        f"(default: {_CONTROL_DEFAULTS}).",
+    ),
+    control_sni: str = typer.Option(
+        "example.com", "--control-sni", metavar="NAME", help="SNI/Host for the differentials."
+    ),
+    timeout: float = typer.Option(
+        10.0,
+        "--timeout",
+        metavar="SECONDS",
+        help="Deadline per domain (the verdict comes by then).",
+    ),
+    concurrency: int = typer.Option(8, "--concurrency", help="Domains checked at once."),
+    as_json: bool = typer.Option(False, "--json", help="One probe.check/1 JSON object per line."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not store the results."),
+    db: str | None = typer.Option(
+        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
+    ),
+    vantage: str | None = typer.Option(
+        None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
+    ),
+) -> None:
+    """Check DNS, TCP, TLS and HTTP for each domain and name the blocking method.
+
+    Exit status: 0 all accessible, 1 any blocked, 2 bad usage or input,
+    3 otherwise (down, offline, inconclusive), 4 results not stored.
+    """
+    from probe.check import DEFAULT_CONTROL_DOMAINS, DEFAULT_CONTROL_RESOLVERS, CheckOptions
+
+    chosen = _targets(targets or [], platform, list_file)
+    options = CheckOptions(
+        resolver=resolver,
+        control_resolvers=tuple(control_resolver or DEFAULT_CONTROL_RESOLVERS),
+        control_domains=tuple(control_domain or DEFAULT_CONTROL_DOMAINS),
+        control_sni=control_sni,
+        timeout=timeout,
+        ca_bundle=ca_bundle,
+        concurrency=concurrency,
+    )
+    results = _run(chosen, options, as_json=as_json)
+    storage_error = None if no_store else _store(results, db, vantage)
+    statuses = {v.status.value for _, v in results}
+    if storage_error is not None:
+        raise storage_error
+    if "blocked" in statuses:
+        raise typer.Exit(int(ExitStatus.BLOCKED))
+    if statuses - {"accessible"}:
+        raise typer.Exit(int(ExitStatus.NOT_ACCESSIBLE))
+
+
+def _targets(args: list[str], platform: str | None, list_file: str | None) -> list[Target]:
+    from probe.targets import parse_target, platform_targets, read_test_list
+
+    chosen: list[Target] = []
+    if platform:
+        chosen += platform_targets(platform)
+    if list_file:
+        chosen += read_test_list(list_file)
+    chosen += [parse_target(a, platform) for a in args]
+    if not chosen:
+        raise UsageError("nothing to check: give domains or URLs, --platform or --list")
+    unique: dict[str, Target] = {}
+    for target in chosen:
+        unique.setdefault(target.domain, target)
+    return list(unique.values())
+
+
+def _run(
+    targets: list[Target], options: CheckOptions, *, as_json: bool
+) -> list[tuple[DomainObservations, Verdict]]:
+    """Measure, printing each domain as soon as its verdict is known."""
+    import asyncio
+    import json
+
+    from probe.check import check_targets
+    from probe.render import check_json, check_table
+
+    colour = sys.stdout.isatty()
+    progress = sys.stderr.isatty() and len(targets) > 1
+    results: list[tuple[DomainObservations, Verdict]] = []
+
+    async def go() -> None:
+        async for obs, verdict in check_targets(targets, options):
+            results.append((obs, verdict))
+            if progress:
+                sys.stderr.write(f"\r\x1b[Kchecked {len(results)}/{len(targets)}")
+                sys.stderr.flush()
+            if as_json:
+                print(json.dumps(check_json(obs, verdict), ensure_ascii=False), flush=True)
+            else:
+                if progress:
+                    sys.stderr.write("\r\x1b[K")
+                print(check_table(obs, verdict, colour=colour) + "\n", flush=True)
+
+    try:
+        asyncio.run(go())
+    finally:
+        if progress:
+            sys.stderr.write("\r\x1b[K")
+    return results
+
+
+def _store(
+    results: list[tuple[DomainObservations, Verdict]], db: str | None, vantage: str | None
+) -> Exception | None:
+    """Store every result; on failure return the error so the output still stands."""
+    import socket
+
+    from probe.errors import StorageError
+
+    try:
+        from storage import Store, Vantage
+    except ImportError as exc:  # pragma: no cover - storage is part of the distribution
+        return StorageError(f"storage is unavailable: {exc}")
+    point = Vantage(name=vantage or socket.gethostname())
+    try:
+        with Store.open(db) as store:
+            for obs, verdict in results:
+                store.save(obs, verdict, point)
+    except StorageError as exc:
+        return StorageError(f"results printed but NOT stored: {exc}")
+    return None

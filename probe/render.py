@@ -1,0 +1,226 @@
+"""How a check is shown: the ``probe.check/1`` JSON object and the human table.
+
+The JSON shape is a public contract (docs/data-format.md): scripts and the
+lab tests parse it, so keys are only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from probe.netaddr import endpoint_label
+from probe.observations import (
+    DNSQuery,
+    DomainObservations,
+    EndpointObservation,
+    HTTPObservation,
+    TLSObservation,
+    rfc3339,
+    to_dict,
+)
+from probe.verdict import Status, Verdict
+
+SCHEMA = "probe.check/1"
+
+
+# ---------------------------------------------------------------------- JSON
+
+
+def check_json(obs: DomainObservations, verdict: Verdict) -> dict[str, Any]:
+    """The one-line JSON object ``probe check --json`` prints per domain."""
+    return {
+        "schema": SCHEMA,
+        "domain": obs.domain,
+        "input": obs.input,
+        "platform": obs.platform,
+        "verdict": verdict.status.value,
+        "blocking": [m.value for m in verdict.blocking],
+        "trigger": verdict.trigger.value if verdict.trigger else None,
+        "blockpage": verdict.blockpage,
+        "https_ok": verdict.https_ok,
+        "reasons": list(verdict.reasons),
+        "started_at": rfc3339(obs.started_at),
+        "duration_ms": obs.duration_ms,
+        "dns": {
+            origin: [_query(q) for q in obs.dns if q.origin == origin]
+            for origin in ("vantage", "control")
+        },
+        "endpoints": [_endpoint(e) for e in obs.endpoints if e.port == 443],
+        "http": [_plain(e) for e in obs.endpoints if e.port == 80],
+        "control": {
+            "resolvers": list(obs.settings.control_resolvers),
+            "sni": obs.settings.control_sni,
+            "sites": [
+                {
+                    "domain": c.domain,
+                    "reachable": c.reachable,
+                    "failure": _first_failure(c.dns, c.tcp, c.tls),
+                }
+                for c in obs.controls
+            ],
+        },
+        "resolver": obs.settings.resolver,
+        "notes": list(obs.notes),
+        "probe_version": obs.probe_version,
+        "classifier_version": verdict.classifier_version,
+    }
+
+
+def _step(obs: Any) -> dict[str, Any] | None:
+    if obs is None:
+        return None
+    data: dict[str, Any] = to_dict(obs)
+    data["ok"] = obs.ok
+    data.pop("body", None)  # kept in storage (probe show), too long for a check line
+    return data
+
+
+def _query(q: DNSQuery) -> dict[str, Any]:
+    data = _step(q) or {}
+    data["answers"] = list(q.addresses)
+    return data
+
+
+def _endpoint(e: EndpointObservation) -> dict[str, Any]:
+    return {
+        "address": e.address,
+        "port": e.port,
+        "origins": list(e.origins),
+        "skipped": e.skipped.value if e.skipped else None,
+        "tcp": _step(e.tcp),
+        "tls": _step(e.tls),
+        "tls_control_sni": _step(e.tls_control_sni),
+        "http": _step(e.http),
+        "http_control_sni": _step(e.http_control_sni),
+    }
+
+
+def _plain(e: EndpointObservation) -> dict[str, Any]:
+    return {
+        "address": e.address,
+        "port": e.port,
+        "origins": list(e.origins),
+        "skipped": e.skipped.value if e.skipped else None,
+        "tcp": _step(e.tcp),
+        "http": _step(e.http),
+        "http_control_host": _step(e.http_control_host),
+    }
+
+
+def _first_failure(dns: Sequence[DNSQuery], *steps: Any) -> str | None:
+    if dns and not any(q.ok for q in dns):
+        failure = dns[0].failure
+        return f"dns:{failure.value}" if failure else None
+    for phase, step in zip(("tcp", "tls"), steps, strict=False):
+        if step is not None and step.failure is not None:
+            return f"{phase}:{step.failure.value}"
+    return None
+
+
+# --------------------------------------------------------------------- table
+
+_COLOURS = {
+    Status.ACCESSIBLE: "green",
+    Status.BLOCKED: "red",
+    Status.DOWN: "yellow",
+    Status.OFFLINE: "magenta",
+    Status.INCONCLUSIVE: "yellow",
+}
+
+
+def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> str:
+    """A readable multi-line report of one domain's check."""
+    lines = [_headline(obs, verdict, colour)]
+    lines += _dns_lines(obs.dns)
+    for endpoint in obs.endpoints:
+        lines += _endpoint_lines(endpoint)
+    down_controls = [c.domain for c in obs.controls if not c.reachable]
+    if obs.controls:
+        state = "all reachable" if not down_controls else "unreachable: " + ", ".join(down_controls)
+        lines.append(f"  control sites   {state}")
+    lines += [f"  why             {r}" for r in verdict.reasons]
+    if verdict.status is Status.BLOCKED and verdict.https_ok:
+        lines.append("  note            HTTPS still works; only plaintext HTTP is interfered with")
+    lines += [f"  note            {n}" for n in obs.notes]
+    return "\n".join(lines)
+
+
+def _headline(obs: DomainObservations, verdict: Verdict, colour: bool) -> str:
+    status = verdict.status.value.upper()
+    if colour:
+        import click
+
+        status = click.style(status, fg=_COLOURS[verdict.status], bold=True)
+    detail = ""
+    if verdict.blocking:
+        detail = "  " + ", ".join(m.value for m in verdict.blocking)
+        if verdict.trigger:
+            detail += f"  (censor keyed on: {verdict.trigger.value})"
+    if verdict.blockpage:
+        detail += f"  blockpage: {verdict.blockpage}"
+    return f"{obs.domain}  {status}{detail}  [{obs.duration_ms / 1000:.1f} s]"
+
+
+def _dns_lines(queries: Sequence[DNSQuery]) -> list[str]:
+    lines = []
+    for q in queries:
+        if q.ok:
+            result = ", ".join(q.addresses) or "(no address)"
+            if q.replies and q.replies[0].cnames:
+                result = "-> " + " -> ".join(q.replies[0].cnames) + "  " + result
+        else:
+            result = q.failure.value if q.failure else "?"
+        extra = f"  [{len(q.replies)} replies]" if len(q.replies) > 1 else ""
+        timing = f"({q.elapsed_ms:.0f} ms, {q.resolver})"
+        lines.append(f"  dns {q.origin:<8} {q.qtype:<4} {result}  {timing}{extra}")
+    return lines
+
+
+def _endpoint_lines(e: EndpointObservation) -> list[str]:
+    label = endpoint_label(e.address, e.port)
+    origin = "+".join(e.origins)
+    if e.skipped is not None:
+        return [f"  {label:<22} not dialled: {e.skipped.value} ({origin} answer)"]
+    parts = [_result("tcp", e.tcp)]
+    if e.port == 443:
+        parts += [_tls("tls", e.tls), _tls("tls control-sni", e.tls_control_sni)]
+        parts.append(_http("https", e.http))
+        if e.http_control_sni is not None:
+            parts.append(_http("https control-sni", e.http_control_sni))
+    else:
+        parts.append(_http("http", e.http))
+        parts.append(_http("http control-host", e.http_control_host))
+    parts = [p for p in parts if p]
+    return [f"  {label:<22} {parts[0]}"] + [f"  {'':<22} {p}" for p in parts[1:]]
+
+
+def _result(name: str, step: Any) -> str:
+    if step is None:
+        return ""
+    outcome = "ok" if step.failure is None else step.failure.value
+    return f"{name:<18}{outcome}  {step.elapsed_ms:.0f} ms"
+
+
+def _tls(name: str, step: TLSObservation | None) -> str:
+    text = _result(name, step)
+    if step is not None and step.ok and step.version:
+        text += f"  {step.version}"
+    if step is not None and step.chain:
+        text += f"  issuer: {step.chain[0].issuer}"
+    return text
+
+
+def _http(name: str, step: HTTPObservation | None) -> str:
+    text = _result(name, step)
+    if step is None or step.status is None:
+        return text
+    text += f"  HTTP {step.status}"
+    if step.redirects:
+        text += f" -> {step.redirects[-1].location}"
+    if step.title:
+        text += f'  "{step.title[:60]}"'
+    rate = step.throughput_bps
+    if rate is not None:
+        text += f"  {rate / 1000:.0f} kbit/s"
+    return text

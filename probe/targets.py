@@ -1,0 +1,185 @@
+"""What to check: domains typed by the user, platform profiles, and test lists.
+
+Everything here validates its input and raises :class:`UsageError` with one
+line naming the bad value, so the CLI can exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from probe import netaddr
+from probe.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One domain to check, with what the user typed and the platform it belongs to."""
+
+    domain: str  # IDNA (ASCII), lowercase, no trailing dot
+    input: str
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str  # short id, e.g. "x"
+    title: str
+    domains: tuple[str, ...]
+
+
+def normalize_domain(text: str) -> str:
+    """Return the ASCII (IDNA) form of a hostname or raise UsageError."""
+    name = text.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise UsageError(f"invalid domain {text!r}: empty")
+    if netaddr.is_ip(name):
+        raise UsageError(
+            f"invalid domain {text!r}: IP addresses are not targets; give a domain name"
+        )
+    if not name.isascii():
+        import idna
+
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise UsageError(f"invalid domain {text!r}: {exc}") from None
+    name = name.lower()
+    if len(name) > 253:
+        raise UsageError(f"invalid domain {text[:40]!r}...: longer than 253 characters")
+    labels = name.split(".")
+    if len(labels) < 2:
+        raise UsageError(f"invalid domain {text!r}: not a fully qualified name (no dot)")
+    for label in labels:
+        if not label:
+            raise UsageError(f"invalid domain {text!r}: empty label")
+        if not _LABEL.match(label):
+            raise UsageError(
+                f"invalid domain {text!r}: bad label {label[:63]!r} "
+                "(letters, digits and inner hyphens only, at most 63 characters)"
+            )
+    if labels[-1].isdigit():
+        raise UsageError(f"invalid domain {text!r}: the top-level label is numeric")
+    return name
+
+
+def parse_target(text: str, platform: str | None = None) -> Target:
+    """A domain or an http(s) URL, as typed on the command line or in a list."""
+    raw = text.strip()
+    if "://" in raw:
+        try:
+            parts = urlsplit(raw)
+            host = parts.hostname
+        except ValueError as exc:
+            raise UsageError(f"invalid URL {text!r}: {exc}") from None
+        if parts.scheme.lower() not in ("http", "https"):
+            raise UsageError(f"invalid URL {text!r}: only http:// and https:// URLs can be checked")
+        if not host:
+            raise UsageError(f"invalid URL {text!r}: no host")
+        return Target(normalize_domain(host), raw, platform)
+    if any(c in raw for c in "/?#@ "):
+        raise UsageError(f"invalid domain {text!r}: give a domain name or an http(s) URL")
+    return Target(normalize_domain(raw), raw, platform)
+
+
+def load_platforms() -> dict[str, Platform]:
+    """Shipped profiles, overridden by the user's platform files."""
+    shipped = resources.files("probe").joinpath("data/platforms.toml").read_text("utf-8")
+    platforms = _parse_platforms(shipped, "probe/data/platforms.toml")
+    for path in _user_platform_files():
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read platform file {path}: {exc.strerror}") from None
+        platforms.update(_parse_platforms(text, str(path)))
+    return platforms
+
+
+def _user_platform_files() -> list[Path]:
+    files = [Path(p) for p in os.environ.get("PROBE_PLATFORMS", "").split(os.pathsep) if p]
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    default = config_home / "reachprobe" / "platforms.toml"
+    if default.is_file():
+        files.insert(0, default)
+    return files
+
+
+def _parse_platforms(text: str, source: str) -> dict[str, Platform]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"invalid platform file {source}: {exc}") from None
+    platforms: dict[str, Platform] = {}
+    for key, table in data.items():
+        domains = table.get("domains") if isinstance(table, dict) else None
+        if not isinstance(domains, list) or not domains:
+            raise UsageError(f"invalid platform file {source}: [{key}] needs a 'domains' list")
+        title = table.get("name", key)
+        platforms[key.lower()] = Platform(
+            key.lower(), str(title), tuple(normalize_domain(str(d)) for d in domains)
+        )
+    return platforms
+
+
+def platform_targets(name: str) -> tuple[Target, ...]:
+    platforms = load_platforms()
+    platform = platforms.get(name.lower())
+    if platform is None:
+        known = ", ".join(sorted(platforms))
+        raise UsageError(f"unknown platform {name!r} (known: {known})")
+    return tuple(Target(d, d, platform.name) for d in platform.domains)
+
+
+def read_test_list(path: str) -> tuple[Target, ...]:
+    """Targets from a Citizen Lab test-list CSV (``url,category_code,...``).
+
+    Rows whose URL is not checkable are skipped with a warning naming the
+    line, so one odd entry does not stop a run over a whole list; duplicate
+    domains are checked once.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read test list {path}: {reason}") from None
+    except csv.Error as exc:
+        raise UsageError(f"cannot read test list {path}: {exc}") from None
+    if not rows or "url" not in [c.strip().lower() for c in rows[0]]:
+        raise UsageError(
+            f"invalid test list {path}: the first line must be a header with a 'url' column"
+        )
+    column = [c.strip().lower() for c in rows[0]].index("url")
+    return _unique(_list_targets(rows[1:], column, path))
+
+
+def _list_targets(rows: Sequence[Sequence[str]], column: int, path: str) -> Iterable[Target]:
+    for number, row in enumerate(rows, start=2):
+        if not row or column >= len(row) or not row[column].strip():
+            continue
+        try:
+            yield parse_target(row[column])
+        except UsageError as exc:
+            log.warning("%s:%d: skipped: %s", path, number, exc)
+
+
+def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:
+    seen: dict[str, Target] = {}
+    for target in targets:
+        seen.setdefault(target.domain, target)
+    return tuple(seen.values())

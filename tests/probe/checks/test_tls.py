@@ -1,0 +1,339 @@
+"""probe.checks.tls against the loopback TLSServer (run inside ``unshare --net``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import ssl
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from probe.checks.tcp import connect
+from probe.checks.tls import certificate, handshake, make_context, probe_tls
+from probe.errors import UsageError
+from probe.failures import Failure
+from probe.observations import TCPObservation, TLSObservation
+from tests.probe.checks.tlsserver import (
+    WRONG_NAME,
+    Behaviour,
+    TLSServer,
+    default_authority,
+    echo,
+    hold,
+    leaf_der,
+    parse_sni,
+)
+
+T = TypeVar("T")
+NAME = "example.test"
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def context() -> ssl.SSLContext:
+    return make_context(default_authority().bundle)
+
+
+def probe(
+    server: TLSServer,
+    server_name: str = NAME,
+    *,
+    timeout: float = 3.0,
+    ctx: ssl.SSLContext | None = None,
+) -> tuple[TCPObservation, TLSObservation | None]:
+    return run(
+        probe_tls(
+            server.address,
+            server.port,
+            server_name,
+            context=ctx or context(),
+            timeout=timeout,
+            t0=time.monotonic(),
+            allow_loopback=True,
+        )
+    )
+
+
+def sha256(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+# ------------------------------------------------------------------ success
+
+
+def test_successful_handshake_records_the_session_and_the_whole_chain() -> None:
+    with TLSServer() as server:
+        tcp, tls = probe(server)
+    assert tcp.ok
+    assert tls is not None and tls.ok, tls
+    assert (tls.address, tls.port, tls.server_name) == (server.address, server.port, NAME)
+    assert tls.version == "TLSv1.3"
+    assert tls.cipher and tls.cipher.startswith("TLS_")
+    assert tls.alpn == "http/1.1"
+    assert tls.t_ms >= tcp.t_ms + tcp.elapsed_ms - 1
+    assert 0 < tls.elapsed_ms < 2000
+
+    leaf, intermediate = tls.chain  # the server sends leaf + intermediate
+    assert leaf.sha256 == sha256(leaf_der(server.certs[Behaviour.NORMAL]))
+    assert leaf.sans == (NAME,)
+    assert leaf.issuer == intermediate.subject
+    assert "O=trustme" in leaf.subject
+    for cert in tls.chain:
+        assert RFC3339.match(cert.not_before) and RFC3339.match(cert.not_after)
+        assert re.fullmatch(r"[0-9a-f]{64}", cert.sha256)
+
+
+def test_the_connection_carries_tls_after_the_handshake() -> None:
+    async def scenario(server: TLSServer) -> bytes:
+        conn_obs, conn = await connect(
+            server.address, server.port, timeout=2, t0=time.monotonic(), allow_loopback=True
+        )
+        assert conn is not None, conn_obs
+        tls = await handshake(
+            conn, server_name=NAME, context=context(), timeout=2, t0=time.monotonic()
+        )
+        assert tls.ok, tls
+        conn.writer.write(b"hello over tls")
+        await conn.writer.drain()
+        reply = await asyncio.wait_for(conn.reader.readexactly(14), 2)
+        await conn.close()
+        return reply
+
+    with TLSServer(app=echo) as server:
+        assert run(scenario(server)) == b"hello over tls"
+
+
+def test_no_alpn_when_the_server_does_not_negotiate_it() -> None:
+    with TLSServer(alpn=()) as server:
+        _, tls = probe(server)
+    assert tls is not None and tls.ok and tls.alpn is None
+
+
+def test_h2_is_offered_first() -> None:
+    with TLSServer(alpn=("h2", "http/1.1")) as server:
+        _, tls = probe(server)
+    assert tls is not None and tls.alpn == "h2"
+
+
+def test_ip_sans_are_recorded() -> None:
+    with TLSServer(names=(NAME, "127.0.0.1")) as server:
+        _, tls = probe(server)
+    assert tls is not None and tls.ok
+    assert tls.chain[0].sans == (NAME, "127.0.0.1")
+
+
+def test_close_is_bounded_when_the_server_ignores_close_notify() -> None:
+    async def scenario(server: TLSServer) -> float:
+        _, conn = await connect(
+            server.address, server.port, timeout=2, t0=time.monotonic(), allow_loopback=True
+        )
+        assert conn is not None
+        tls = await handshake(
+            conn, server_name=NAME, context=context(), timeout=2, t0=time.monotonic()
+        )
+        assert tls.ok
+        start = time.monotonic()
+        await conn.close()
+        return time.monotonic() - start
+
+    with TLSServer(app=hold) as server:
+        assert run(scenario(server)) < 0.6
+
+
+# --------------------------------------------------------- certificate failures
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "failure"),
+    [
+        (Behaviour.UNTRUSTED, Failure.TLS_UNKNOWN_AUTHORITY),
+        (Behaviour.WRONG_NAME, Failure.TLS_INVALID_HOSTNAME),
+        (Behaviour.EXPIRED, Failure.TLS_EXPIRED_CERTIFICATE),
+    ],
+)
+def test_certificate_failures_still_record_the_chain(
+    behaviour: Behaviour, failure: Failure
+) -> None:
+    with TLSServer(behaviour) as server:
+        tcp, tls = probe(server)
+    assert tcp.ok
+    assert tls is not None
+    assert tls.failure is failure
+    assert tls.failure.is_tls_certificate
+    assert tls.version is None and tls.cipher is None
+    assert len(tls.chain) == 2
+    assert tls.chain[0].sha256 == sha256(leaf_der(server.certs[behaviour]))
+    # The chain was captured by a second handshake with the same SNI.
+    assert server.server_names == [NAME, NAME]
+
+
+def test_wrong_name_chain_shows_the_presented_name() -> None:
+    with TLSServer(Behaviour.WRONG_NAME) as server:
+        _, tls = probe(server)
+    assert tls is not None and tls.chain[0].sans == (WRONG_NAME,)
+
+
+def test_expired_chain_dates_are_in_the_past() -> None:
+    with TLSServer(Behaviour.EXPIRED) as server:
+        _, tls = probe(server)
+    assert tls is not None
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    assert tls.chain[0].not_after < now
+
+
+def test_the_ca_bundle_is_what_makes_the_test_ca_trusted() -> None:
+    with TLSServer() as server:
+        _, tls = probe(server, ctx=make_context())
+    assert tls is not None and tls.failure is Failure.TLS_UNKNOWN_AUTHORITY
+    assert len(tls.chain) == 2
+
+
+def test_verify_false_accepts_any_certificate() -> None:
+    with TLSServer(Behaviour.UNTRUSTED) as server:
+        _, tls = probe(server, ctx=make_context(verify=False))
+    assert tls is not None and tls.ok
+    assert len(tls.chain) == 2
+
+
+# ---------------------------------------------------------- transport failures
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "failure"),
+    [
+        (Behaviour.RESET, Failure.CONNECTION_RESET),
+        (Behaviour.CLOSE, Failure.EOF),
+        (Behaviour.GARBAGE, Failure.TLS_PROTOCOL_ERROR),
+    ],
+)
+def test_handshake_interference(behaviour: Behaviour, failure: Failure) -> None:
+    with TLSServer(behaviour) as server:
+        tcp, tls = probe(server)
+    assert tcp.ok
+    assert tls is not None
+    assert tls.failure is failure
+    assert tls.chain == ()
+    assert server.server_names == [NAME]  # the server did read our ClientHello
+
+
+def test_a_server_that_never_answers_times_out_on_time() -> None:
+    with TLSServer(Behaviour.HANG) as server:
+        start = time.monotonic()
+        tcp, tls = probe(server, timeout=0.5)
+        took = time.monotonic() - start
+    assert tcp.ok
+    assert tls is not None and tls.failure is Failure.TIMEOUT
+    assert took < 0.5 + 0.2
+    assert 0.4 * 1000 <= tls.elapsed_ms < 700
+
+
+def test_handshake_with_no_time_left_is_a_timeout() -> None:
+    async def scenario(server: TLSServer) -> TLSObservation:
+        _, conn = await connect(
+            server.address, server.port, timeout=2, t0=time.monotonic(), allow_loopback=True
+        )
+        assert conn is not None
+        try:
+            return await handshake(
+                conn, server_name=NAME, context=context(), timeout=0, t0=time.monotonic()
+            )
+        finally:
+            await conn.close()
+
+    with TLSServer() as server:
+        assert run(scenario(server)).failure is Failure.TIMEOUT
+
+
+def test_probe_tls_without_tcp_has_no_tls_observation() -> None:
+    with TLSServer() as server:
+        port = server.port
+    tcp, tls = run(
+        probe_tls(
+            "127.0.0.1",
+            port,
+            NAME,
+            context=context(),
+            timeout=1,
+            t0=time.monotonic(),
+            allow_loopback=True,
+        )
+    )
+    assert tcp.failure is Failure.CONNECTION_REFUSED
+    assert tls is None
+
+
+def test_probe_tls_never_dials_loopback_by_default() -> None:
+    with TLSServer() as server:
+        tcp, tls = run(
+            probe_tls(
+                server.address, server.port, NAME, context=context(), timeout=1, t0=time.monotonic()
+            )
+        )
+        assert server.accepted == 0
+    assert tcp.failure is Failure.ADDRESS_UNUSABLE and tls is None
+
+
+# --------------------------------------------------------------- SNI filtering
+
+
+def test_sni_differential_target_reset_control_ok() -> None:
+    names = ("blocked.test", "control.test")
+    with TLSServer(names=names, sni_behaviours={"blocked.test": Behaviour.RESET}) as server:
+        _, target = probe(server, "blocked.test")
+        _, control = probe(server, "control.test")
+    assert target is not None and target.failure is Failure.CONNECTION_RESET
+    assert control is not None and control.ok
+    assert server.server_names == ["blocked.test", "control.test"]
+
+
+def test_parse_sni_rejects_non_tls() -> None:
+    with pytest.raises(ValueError):
+        parse_sni(b"GET / HTTP/1.1\r\n\r\n")
+
+
+# ------------------------------------------------------------------ contexts
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,
+        b"",
+        b"not a certificate\n",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ],
+)
+def test_a_bad_ca_bundle_is_a_usage_error(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "bundle.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UsageError) as info:
+        make_context(str(path))
+    message = str(info.value)
+    assert message.startswith(f"cannot read CA bundle {path}: ")
+    assert "\n" not in message
+
+
+def test_contexts_are_cached_per_settings() -> None:
+    bundle = default_authority().bundle
+    assert make_context(bundle) is make_context(bundle)
+    assert make_context(bundle) is not make_context(bundle, verify=False)
+    assert make_context(bundle) is not make_context(bundle, alpn=("http/1.1",))
+    unverified = make_context(verify=False)
+    assert unverified.verify_mode is ssl.CERT_NONE and not unverified.check_hostname
+    verified = make_context(bundle)
+    assert verified.verify_mode is ssl.CERT_REQUIRED and verified.check_hostname
+
+
+def test_certificate_keeps_the_fingerprint_of_an_unparsable_certificate() -> None:
+    cert = certificate(b"\x30\x03junk")
+    assert cert.sha256 == sha256(b"\x30\x03junk")
+    assert (cert.subject, cert.sans, cert.not_after) == ("", (), "")

@@ -1,0 +1,208 @@
+"""The orchestrator end to end on loopback: in-process DNS servers (vantage and
+control), HTTPS and HTTP servers on 127.0.0.x:443/80 with a test CA.
+
+Binding ports 443/80 needs root; scripts/test runs the suite as root inside a
+fresh network namespace.  The lab (tests/lab) covers the censorship methods;
+this file covers the orchestration: deadlines, origins, and servers that
+misbehave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import trustme
+
+from probe.check import CheckOptions, check_targets
+from probe.failures import Failure
+from probe.observations import DomainObservations
+from probe.targets import Target
+from probe.verdict import Method, Status, Verdict
+from tests.probe.checks.dnsserver import NXDOMAIN, Garbage, answer, serve_in_thread
+from tests.probe.checks.httpserver import HTTPTestServer
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="binds ports 443/80 on loopback: run as root (scripts/test)"
+)
+
+SITE = "127.0.0.2"  # a good site
+ROGUE = "127.0.0.3"  # presents a certificate from another CA
+TRICKLE, ENDLESS, GARBAGE = "127.0.0.4", "127.0.0.5", "127.0.0.6"
+NAMES = ("site.test", "control.test", "trickle.test", "endless.test", "garbage.test")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def servers(ca: trustme.CA) -> Iterator[None]:
+    with ExitStack() as stack:
+
+        def serve(host: str, port: int, root: str, authority: trustme.CA | None) -> None:
+            stack.enter_context(
+                HTTPTestServer(ca=authority, names=NAMES, host=host, port=port, root=root)
+            )
+
+        for host, root in [
+            (SITE, "/page?title=Site&size=3000"),
+            (ROGUE, "/page?title=Rogue"),
+            (TRICKLE, "/trickle?interval=0.2"),
+            (ENDLESS, "/endless"),
+            (GARBAGE, "/garbage"),
+        ]:
+            serve(host, 443, root, ca if host != ROGUE else trustme.CA())
+            serve(host, 80, "/redirect?to=https://site.test/&status=301", None)
+        yield
+
+
+@pytest.fixture()
+def resolvers() -> Iterator[tuple[str, str, dict[str, object]]]:
+    """(vantage spec, control spec, vantage behaviours to edit)."""
+    records = {
+        "site.test": answer(SITE),
+        "control.test": answer(SITE),
+        "rogue.test": answer(ROGUE),
+        "trickle.test": answer(TRICKLE),
+        "endless.test": answer(ENDLESS),
+        "garbage.test": answer(GARBAGE),
+    }
+    with serve_in_thread(records) as control, serve_in_thread(records) as vantage:
+        yield vantage.spec, control.spec, vantage.behaviours  # type: ignore[misc]
+
+
+def check(
+    domains: list[str], vantage: str, control: str, ca_bundle: str, timeout: float = 2.0
+) -> dict[str, tuple[DomainObservations, Verdict]]:
+    options = CheckOptions(
+        resolver=vantage,
+        control_resolvers=(control,),
+        control_domains=("control.test",),
+        control_sni="control.test",
+        timeout=timeout,
+        ca_bundle=ca_bundle,
+        allow_loopback=True,
+    )
+
+    async def go() -> dict[str, tuple[DomainObservations, Verdict]]:
+        return {
+            o.domain: (o, v)
+            async for o, v in check_targets([Target(d, d) for d in domains], options)
+        }
+
+    return asyncio.run(go())
+
+
+def test_accessible_site_every_step_observed(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    vantage, control, _ = resolvers
+    obs, verdict = check(["site.test"], vantage, control, ca_bundle)["site.test"]
+    assert verdict.status is Status.ACCESSIBLE, verdict.reasons
+    assert {q.origin for q in obs.dns} == {"vantage", "control"}
+    https = next(e for e in obs.endpoints if e.port == 443)
+    assert https.origins == ("vantage", "control")
+    assert https.tcp is not None and https.tcp.ok
+    assert https.tls is not None and https.tls.ok and https.tls.chain
+    assert https.tls_control_sni is not None and https.tls_control_sni.ok
+    assert https.http is not None and https.http.status == 200 and https.http.title == "Site"
+    plain = next(e for e in obs.endpoints if e.port == 80)
+    assert plain.http is not None and plain.http.status == 301  # not followed to https
+    assert plain.http_control_host is not None and plain.http_control_host.ok
+    assert obs.controls and obs.controls[0].reachable
+
+
+def test_vantage_nxdomain_is_dns_blocking(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    vantage, control, behaviours = resolvers
+    behaviours["site.test"] = NXDOMAIN
+    obs, verdict = check(["site.test"], vantage, control, ca_bundle)["site.test"]
+    assert verdict.status is Status.BLOCKED
+    assert Method.DNS_NXDOMAIN in verdict.blocking
+    assert verdict.trigger is not None and verdict.trigger.value == "dns"
+    # The control's address was still measured, and it works.
+    https = next(e for e in obs.endpoints if e.port == 443)
+    assert https.origins == ("control",) and https.http is not None and https.http.ok
+
+
+def test_untrusted_certificate_is_recorded_as_interception(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    vantage, control, behaviours = resolvers
+    behaviours["site.test"] = answer(ROGUE)
+    obs, verdict = check(["site.test"], vantage, control, ca_bundle)["site.test"]
+    rogue = next(e for e in obs.endpoints if e.port == 443 and e.address == ROGUE)
+    assert rogue.tls is not None and rogue.tls.failure is Failure.TLS_UNKNOWN_AUTHORITY
+    assert rogue.tls.chain, "the intercepting certificate must be kept for audit"
+    assert verdict.status is Status.BLOCKED
+    assert Method.DNS_MISMATCH in verdict.blocking or Method.TLS_INVALID_CERT in verdict.blocking
+
+
+def test_misbehaving_servers_still_get_a_verdict_in_time(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    vantage, control, _ = resolvers
+    tracemalloc.start()
+    start = time.monotonic()
+    results = check(
+        ["trickle.test", "endless.test", "garbage.test"], vantage, control, ca_bundle, timeout=2.0
+    )
+    elapsed = time.monotonic() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 2.0 + 1.5
+    assert peak < 64 * 1024 * 1024
+    trickle = next(e for e in results["trickle.test"][0].endpoints if e.port == 443)
+    assert trickle.http is not None and trickle.http.failure is Failure.TIMEOUT
+    endless = next(e for e in results["endless.test"][0].endpoints if e.port == 443)
+    assert endless.http is not None and endless.http.body_truncated
+    assert endless.http.body_length <= 1024 * 1024
+    garbage = next(e for e in results["garbage.test"][0].endpoints if e.port == 443)
+    assert garbage.http is not None and garbage.http.failure is Failure.HTTP_PROTOCOL_ERROR
+    for _, verdict in results.values():
+        assert verdict.status in set(Status)
+
+
+def test_resolver_sending_garbage_gives_a_verdict(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    vantage, control, behaviours = resolvers
+    behaviours["site.test"] = (Garbage(),)
+    start = time.monotonic()
+    obs, verdict = check(["site.test"], vantage, control, ca_bundle)["site.test"]
+    assert time.monotonic() - start < 2.0 + 1.0
+    assert {q.failure for q in obs.dns if q.origin == "vantage"} == {Failure.DNS_BAD_REPLY}
+    assert verdict.status is not Status.ACCESSIBLE
+
+
+def test_fully_blackholed_domain_verdict_within_deadline(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    """No resolver answers at all: the verdict still comes by the deadline."""
+    vantage, control, behaviours = resolvers
+    behaviours["site.test"] = ()  # silent
+    start = time.monotonic()
+    obs, verdict = check(["site.test"], vantage, control, ca_bundle, timeout=1.5)["site.test"]
+    assert time.monotonic() - start < 1.5 + 1.0
+    assert Failure.TIMEOUT in {q.failure for q in obs.dns if q.origin == "vantage"}
+    assert verdict.status is not Status.ACCESSIBLE
+
+
+def test_test_servers_bound(servers: None) -> None:
+    assert Path("/proc/net/tcp").exists()

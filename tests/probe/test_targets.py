@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.errors import UsageError
+from probe.targets import load_platforms, parse_target, platform_targets, read_test_list
+
+SHARED_LISTS = Path(__file__).resolve().parents[3] / "shared" / "test-lists"
+
+
+@pytest.mark.parametrize(
+    ("text", "domain"),
+    [
+        ("x.com", "x.com"),
+        ("X.COM.", "x.com"),
+        ("https://x.com/home?lang=en", "x.com"),
+        ("http://user@Twitter.com:8080/", "twitter.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("https://пример.рф/", "xn--e1afmkfd.xn--p1ai"),
+    ],
+)
+def test_parse_target_accepts(text: str, domain: str) -> None:
+    target = parse_target(text)
+    assert target.domain == domain
+    assert target.input == text.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("a..b", "empty label"),
+        ("a" * 64 + ".com", "bad label"),
+        ("x" * 250 + ".com", "longer than 253"),
+        ("-a.com", "bad label"),
+        ("a_b.com", "bad label"),
+        ("localhost", "no dot"),
+        ("1.2.3.4", "IP addresses"),
+        ("ftp://x.com", "only http"),
+        ("http://", "no host"),
+        ("x.com/path", "domain name or an http(s) URL"),
+        ("example.123", "numeric"),
+        ("http://[::1", "invalid URL"),
+    ],
+)
+def test_parse_target_rejects_with_one_line(text: str, reason: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_target(text)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_x_profile_is_the_reported_endpoint_set() -> None:
+    domains = [t.domain for t in platform_targets("x")]
+    assert domains == [
+        "x.com",
+        "twitter.com",
+        "api.x.com",
+        "t.co",
+        "abs.twimg.com",
+        "pbs.twimg.com",
+        "video.twimg.com",
+    ]
+    assert {t.platform for t in platform_targets("X")} == {"x"}
+
+
+def test_unknown_platform_lists_known_ones() -> None:
+    with pytest.raises(UsageError, match=r"unknown platform 'nope'.*x"):
+        platform_targets("nope")
+
+
+def test_user_platform_file_extends_and_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = tmp_path / "mine.toml"
+    extra.write_text(
+        '[x]\nname = "X mirror"\ndomains = ["x.com"]\n[signal]\ndomains = ["signal.org"]\n'
+    )
+    monkeypatch.setenv("PROBE_PLATFORMS", str(extra))
+    platforms = load_platforms()
+    assert platforms["x"].domains == ("x.com",)
+    assert platforms["signal"].domains == ("signal.org",)
+
+
+def test_broken_platform_file_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extra = tmp_path / "bad.toml"
+    extra.write_text("[x\n")
+    monkeypatch.setenv("PROBE_PLATFORMS", str(extra))
+    with pytest.raises(UsageError, match="invalid platform file"):
+        load_platforms()
+
+
+def test_citizen_lab_lists_load() -> None:
+    pk = read_test_list(str(SHARED_LISTS / "pk.csv"))
+    assert len(pk) > 500
+    assert len({t.domain for t in pk}) == len(pk)  # duplicates checked once
+
+
+def test_test_list_skips_bad_rows_and_needs_a_header(tmp_path: Path) -> None:
+    good = tmp_path / "l.csv"
+    good.write_text(
+        "url,category_code\nhttps://x.com/,GRP\nhttps://1.1.1.1/,ANON\n\nhttp://a..b/,X\n"
+    )
+    assert [t.domain for t in read_test_list(str(good))] == ["x.com"]
+    bad = tmp_path / "b.csv"
+    bad.write_text("domain\nx.com\n")
+    with pytest.raises(UsageError, match="header with a 'url' column"):
+        read_test_list(str(bad))
+    with pytest.raises(UsageError, match="cannot read test list"):
+        read_test_list(str(tmp_path / "missing.csv"))
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"url\n\xff\xfe\x00")
+    with pytest.raises(UsageError, match="not UTF-8"):
+        read_test_list(str(binary))
