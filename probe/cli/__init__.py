@@ -78,17 +78,26 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the last line of defence: a bug, not a user error
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.ClickException):
-            fail(exc.format_message(), ExitStatus.USAGE)
-        if isinstance(exc, click.exceptions.Abort):
-            fail("interrupted", ExitStatus.INTERRUPTED)
-        logging.getLogger("probe").debug("internal error", exc_info=True)
-        fail(
-            f"internal error ({type(exc).__name__}: {exc}); rerun with -v and report it",
-            ExitStatus.INTERNAL,
-        )
+        _last_resort(exc)
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def _last_resort(exc: Exception) -> None:
+    """Usage errors from the parser become one line; anything else is a bug.
+
+    Typer vendors its own copy of click, so its exceptions are recognised by
+    shape (``format_message``/``exit_code``) rather than by class.
+    """
+    format_message = getattr(exc, "format_message", None)
+    if callable(format_message):
+        fail(str(format_message()), ExitStatus.USAGE)
+    name = type(exc).__name__
+    if name == "Exit":
+        raise SystemExit(int(getattr(exc, "exit_code", 0))) from None
+    if name == "Abort":
+        fail("interrupted", ExitStatus.INTERRUPTED)
+    logging.getLogger("probe").debug("internal error", exc_info=exc)
+    fail(
+        f"internal error ({name}: {exc}); rerun with -v and report it",
+        ExitStatus.INTERNAL,
+    )
