@@ -34,6 +34,7 @@ HEAVY = {
 def test_cli_start_imports_nothing_heavy() -> None:
     code = (
         "import sys, probe.cli as c; c._register();"
+        "c.app(['--help'], standalone_mode=False);"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run(

@@ -1,0 +1,575 @@
+"""Import OONI Web Connectivity measurements, re-classified by our classifier.
+
+OONI's published measurements (one JSON document per measurement, or JSON
+Lines, optionally gzipped) hold raw observations in ``test_keys``: DNS
+``queries`` (df-002), ``tcp_connect`` (df-005), ``tls_handshakes`` (df-006),
+``requests`` (df-001, newest first) and the test helper's ``control``.  They
+are mapped onto :mod:`probe.observations` (what OONI did not measure stays
+empty) and judged by :func:`probe.classify.classify`, so historical data and
+our own checks share one verdict vocabulary; OONI's own ``blocking`` field is
+not used.  Each measurement gets a UUID derived from its OONI identity, so
+importing a file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import gzip
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from probe.errors import UsageError
+from probe.failures import Failure
+from probe.observations import (
+    BODY_KEEP,
+    Certificate,
+    CheckSettings,
+    DNSQuery,
+    DNSRecord,
+    DNSReply,
+    DomainObservations,
+    EndpointObservation,
+    HTTPObservation,
+    Origin,
+    Redirect,
+    TCPObservation,
+    TLSObservation,
+)
+from storage.records import StoredMeasurement, Vantage
+
+log = logging.getLogger(__name__)
+
+TEST_NAME = "web_connectivity"
+TH_RESOLVER = "ooni:test-helper"
+_NAMESPACE = uuid.UUID("6f1d7c52-3a7e-4d0b-9a51-0b0e5d1c0001")
+
+# df-007 failure strings (and the Go engine's newer ones) onto our vocabulary.
+FAILURES: dict[str, Failure] = {
+    "dns_nxdomain_error": Failure.DNS_NXDOMAIN,
+    "dns_name_error": Failure.DNS_NXDOMAIN,
+    "dns_lookup_error": Failure.DNS_NXDOMAIN,
+    "dns_server_misbehaving": Failure.DNS_SERVFAIL,
+    "dns_name_failure": Failure.DNS_SERVFAIL,
+    "dns_refused_error": Failure.DNS_REFUSED,
+    "dns_no_answer": Failure.DNS_NO_ANSWER,
+    "android_dns_cache_no_data": Failure.DNS_NO_ANSWER,
+    "dns_bogon_error": Failure.DNS_BAD_REPLY,
+    "dns_reply_with_wrong_query_id": Failure.DNS_BAD_REPLY,
+    "generic_timeout_error": Failure.TIMEOUT,
+    "deferred_timeout_error": Failure.TIMEOUT,
+    "tcp_timed_out_error": Failure.TIMEOUT,
+    "task_timed_out": Failure.TIMEOUT,
+    "connection_refused": Failure.CONNECTION_REFUSED,
+    "connection_refused_error": Failure.CONNECTION_REFUSED,
+    "connection_reset": Failure.CONNECTION_RESET,
+    "connection_lost_error": Failure.CONNECTION_RESET,
+    "eof_error": Failure.EOF,
+    "connection_done": Failure.EOF,
+    "response_never_received": Failure.EOF,
+    "host_unreachable": Failure.HOST_UNREACHABLE,
+    "network_unreachable": Failure.NETWORK_UNREACHABLE,
+    "ssl_invalid_hostname": Failure.TLS_INVALID_HOSTNAME,
+    "ssl_unknown_authority": Failure.TLS_UNKNOWN_AUTHORITY,
+    "ssl_unknown_autority": Failure.TLS_UNKNOWN_AUTHORITY,  # sic, as in df-007
+    "ssl_invalid_certificate": Failure.TLS_INVALID_CERTIFICATE,
+    "ssl_failed_handshake": Failure.TLS_PROTOCOL_ERROR,
+}
+_RCODES = {
+    Failure.DNS_NXDOMAIN: "NXDOMAIN",
+    Failure.DNS_SERVFAIL: "SERVFAIL",
+    Failure.DNS_REFUSED: "REFUSED",
+}
+
+
+def failure(value: Any) -> Failure | None:
+    """Our name for an OONI failure string (None stays None)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if text in FAILURES:
+        return FAILURES[text]
+    lower = text.lower()  # "unknown_failure: ... connection reset by peer" and the like
+    for needle, name in (
+        ("reset by peer", Failure.CONNECTION_RESET),
+        ("connection refused", Failure.CONNECTION_REFUSED),
+        ("no route to host", Failure.HOST_UNREACHABLE),
+        ("network is unreachable", Failure.NETWORK_UNREACHABLE),
+        ("timed out", Failure.TIMEOUT),
+        ("timeout", Failure.TIMEOUT),
+        ("eof", Failure.EOF),
+    ):
+        if needle in lower:
+            return name
+    return Failure.UNKNOWN_ERROR
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int = 0
+    already: int = 0
+    skipped: int = 0  # other tests, other countries/domains
+    bad: tuple[str, ...] = field(default=())  # "file:line: reason" for unreadable documents
+
+
+# ------------------------------------------------------------------ reading
+
+
+def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
+    """("file:line", document) for every measurement in a JSON or JSONL file (.gz ok).
+
+    JSON Lines are streamed; a file whose first line is not a whole JSON
+    document is read as one JSON document (a measurement or a list of them).
+    Unparseable input yields ``(where, None)`` so the caller can report it.
+    """
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as stream:
+            first = True
+            for n, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                doc = _loads(line)
+                if doc is None and first:
+                    whole = _loads(line + stream.read())
+                    items = whole if isinstance(whole, list) else [whole]
+                    for i, item in enumerate(items, start=1):
+                        yield f"{path}:item {i}", item
+                    return
+                first = False
+                yield f"{path}:{n}", doc
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ mapping
+
+
+def measurement_id(doc: Mapping[str, Any]) -> str:
+    """A stable UUID for one OONI measurement (idempotent imports)."""
+    ident = doc.get("measurement_uid") or "|".join(
+        str(doc.get(k, "")) for k in ("report_id", "input", "measurement_start_time", "probe_asn")
+    )
+    return str(uuid.uuid5(_NAMESPACE, str(ident)))
+
+
+def vantage_of(doc: Mapping[str, Any]) -> Vantage:
+    asn_text = str(doc.get("probe_asn") or "AS0")
+    try:
+        asn: int | None = int(asn_text.upper().removeprefix("AS"))
+    except ValueError:
+        asn = None
+    cc = str(doc.get("probe_cc") or "").upper()
+    return Vantage(
+        name=f"ooni:{asn_text}",
+        country=cc if len(cc) == 2 and cc.isalpha() and cc != "ZZ" else None,
+        asn=asn,
+        network=_str(doc.get("probe_network_name")),
+    )
+
+
+def to_observations(doc: Mapping[str, Any], platform: str | None) -> DomainObservations:
+    """Map one Web Connectivity measurement onto our observation records."""
+    url = str(doc.get("input") or "")
+    parts = urlsplit(url)
+    domain = (parts.hostname or "").lower()
+    if not domain:
+        raise ValueError("no input URL")
+    scheme = parts.scheme.lower() or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    keys: Mapping[str, Any] = doc.get("test_keys") or {}
+    started = _start_time(doc)
+    control: Mapping[str, Any] = keys.get("control") or {}
+
+    vantage_dns = tuple(
+        q for raw in _list(keys.get("queries")) for q in _vantage_queries(raw, domain)
+    )
+    control_dns = _control_queries(control.get("dns"), domain)
+    origins: dict[str, set[Origin]] = {}
+    for q in (*vantage_dns, *control_dns):
+        for address in q.addresses:
+            origins.setdefault(address, set()).add(q.origin)
+
+    tls_by_address = {}
+    for raw in _list(keys.get("tls_handshakes")):
+        tls = _tls(raw, domain, port)
+        if tls is not None and (tls.address, tls.port) not in tls_by_address:
+            tls_by_address[(tls.address, tls.port)] = tls
+    requests = list(reversed(_list(keys.get("requests"))))  # OONI lists the last request first
+    endpoints: list[EndpointObservation] = []
+    http_attached = False
+    for raw in _list(keys.get("tcp_connect")):
+        ip, tcp_port = str(raw.get("ip") or ""), _int(raw.get("port")) or port
+        if not ip or any(e.address == ip and e.port == tcp_port for e in endpoints):
+            continue
+        status = raw.get("status") or {}
+        tcp = TCPObservation(
+            address=ip,
+            port=tcp_port,
+            t_ms=_ms(raw.get("t0", raw.get("t"))),
+            elapsed_ms=_elapsed(raw),
+            failure=None
+            if status.get("success")
+            else failure(status.get("failure")) or Failure.UNKNOWN_ERROR,
+        )
+        tls = tls_by_address.get((ip, tcp_port)) if tcp_port == 443 or scheme == "https" else None
+        http = None
+        usable = tcp.ok and (scheme == "http" or (tls is not None and tls.ok))
+        if requests and not http_attached and usable and tcp_port == port:
+            http = _http(requests, ip, tcp_port, domain, scheme)
+            http_attached = True
+        endpoints.append(
+            EndpointObservation(
+                address=ip,
+                port=tcp_port,
+                origins=tuple(sorted(origins.get(ip, {"vantage"}))),
+                tcp=tcp,
+                tls=tls,
+                http=http,
+            )
+        )
+    resolver = next((q.resolver for q in vantage_dns), "ooni:system")
+    return DomainObservations(
+        domain=domain,
+        input=url,
+        platform=platform,
+        started_at=started,
+        duration_ms=float(doc.get("test_runtime") or 0) * 1000,
+        settings=CheckSettings(
+            resolver=resolver,
+            control_resolvers=(TH_RESOLVER,),
+            control_sni="",
+            control_domains=(),
+            timeout_s=0.0,
+        ),
+        dns=(*vantage_dns, *control_dns),
+        endpoints=tuple(endpoints),
+        probe_version=f"{doc.get('software_name', 'ooni')}/{doc.get('software_version', '?')}",
+        notes=_notes(doc, control),
+    )
+
+
+def _notes(doc: Mapping[str, Any], control: Mapping[str, Any]) -> tuple[str, ...]:
+    notes = [
+        f"Imported from OONI {TEST_NAME} (report {doc.get('report_id', '?')}); "
+        f"OONI said blocking={(doc.get('test_keys') or {}).get('blocking')!r}."
+    ]
+    http = control.get("http_request") or {}
+    if http:
+        notes.append(
+            f"OONI test helper HTTP: status {http.get('status_code')}, "
+            f"body {http.get('body_length')} bytes, failure {http.get('failure')}."
+        )
+    for endpoint, result in sorted((control.get("tcp_connect") or {}).items()):
+        ok = (result or {}).get("status")
+        notes.append(
+            f"OONI test helper TCP {endpoint}: {'ok' if ok else (result or {}).get('failure')}."
+        )
+    return tuple(notes)
+
+
+def _vantage_queries(raw: Mapping[str, Any], domain: str) -> list[DNSQuery]:
+    hostname = str(raw.get("hostname") or "").rstrip(".").lower()
+    qtype = str(raw.get("query_type") or "A").upper()
+    if hostname != domain or qtype not in ("A", "AAAA", "ANY"):
+        return []
+    engine = str(raw.get("engine") or "system")
+    address = str(raw.get("resolver_address") or "")
+    resolver = f"ooni:{engine}" + (f":{address}" if address else "")
+    fail = failure(raw.get("failure"))
+    t_ms, elapsed = _ms(raw.get("t0", raw.get("t"))), _elapsed(raw)
+    answers = _list(raw.get("answers"))
+    out = []
+    # getaddrinfo lookups are one "ANY" query in OONI; we keep A and AAAA apart.
+    wanted = ("A", "AAAA") if qtype == "ANY" else (qtype,)
+    for rtype in wanted:
+        records = tuple(r for a in answers if (r := _record(a, domain)) and r.rtype == rtype)
+        cnames = tuple(r for a in answers if (r := _record(a, domain)) and r.rtype == "CNAME")
+        if qtype == "ANY" and rtype == "AAAA" and (fail or not records):
+            continue  # a failed getaddrinfo is one failure, reported once (as A)
+        if fail is None and not records and qtype == "ANY":
+            fail = Failure.DNS_NO_ANSWER
+        replies: tuple[DNSReply, ...] = ()
+        if fail is None or fail in _RCODES or fail is Failure.DNS_NO_ANSWER:
+            replies = (
+                DNSReply(
+                    rcode=_RCODES.get(fail, "NOERROR") if fail else "NOERROR",
+                    records=cnames + records,
+                    elapsed_ms=elapsed,
+                    source=resolver,
+                ),
+            )
+        out.append(DNSQuery(resolver, "vantage", domain, rtype, t_ms, elapsed, fail, replies))
+    return out
+
+
+def _control_queries(raw: Any, domain: str) -> tuple[DNSQuery, ...]:
+    if not isinstance(raw, Mapping):
+        return ()
+    fail = failure(raw.get("failure"))
+    listed = raw.get("addrs")
+    addrs = [a for a in listed if isinstance(a, str)] if isinstance(listed, list) else []
+    out = []
+    for rtype in ("A", "AAAA"):
+        values = [a for a in addrs if (":" in a) == (rtype == "AAAA")]
+        if fail is None and not values:
+            continue
+        records = tuple(DNSRecord(rtype, domain, a, 0) for a in values)
+        rcode = _RCODES.get(fail, "NOERROR") if fail else "NOERROR"
+        replies = (
+            () if fail and fail not in _RCODES else (DNSReply(rcode, records, 0.0, TH_RESOLVER),)
+        )
+        out.append(DNSQuery(TH_RESOLVER, "control", domain, rtype, 0.0, 0.0, fail, replies))
+        if fail is not None:
+            break
+    return tuple(out)
+
+
+def _record(answer: Any, domain: str) -> DNSRecord | None:
+    if not isinstance(answer, Mapping):
+        return None
+    rtype = str(answer.get("answer_type") or "").upper()
+    ttl = _int(answer.get("ttl")) or 0
+    if rtype == "A" and answer.get("ipv4"):
+        return DNSRecord("A", domain, str(answer["ipv4"]), ttl)
+    if rtype == "AAAA" and answer.get("ipv6"):
+        return DNSRecord("AAAA", domain, str(answer["ipv6"]), ttl)
+    if rtype == "CNAME" and answer.get("hostname"):
+        return DNSRecord("CNAME", domain, str(answer["hostname"]), ttl)
+    return None
+
+
+def _tls(raw: Mapping[str, Any], domain: str, port: int) -> TLSObservation | None:
+    address = str(raw.get("address") or "")
+    if not address:
+        return None  # old measurements do not say which endpoint a handshake was with
+    ip, tls_port = _split_endpoint(address, port)
+    chain = tuple(c for c in (_certificate(x) for x in _list(raw.get("peer_certificates"))) if c)
+    return TLSObservation(
+        address=ip,
+        port=tls_port,
+        server_name=str(raw.get("server_name") or domain),
+        t_ms=_ms(raw.get("t0", raw.get("t"))),
+        elapsed_ms=_elapsed(raw),
+        failure=failure(raw.get("failure")),
+        version=_str(raw.get("tls_version")),
+        cipher=_str(raw.get("cipher_suite")),
+        alpn=_str(raw.get("negotiated_protocol")),
+        chain=chain,
+    )
+
+
+def _certificate(raw: Any) -> Certificate | None:
+    from probe.checks.tls import certificate
+
+    data = raw.get("data") if isinstance(raw, Mapping) else None
+    if not isinstance(data, str):
+        return None
+    try:
+        return certificate(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _http(
+    requests: Sequence[Mapping[str, Any]], ip: str, port: int, domain: str, scheme: str
+) -> HTTPObservation:
+    from probe.checks.http import extract_title, normalise_headers
+
+    first, last = requests[0], requests[-1]
+    redirects = tuple(
+        Redirect(code, location)
+        for r in requests[:-1]
+        if (code := _int((r.get("response") or {}).get("code")))
+        and (location := _header(r.get("response") or {}, "location"))
+    )
+    response = last.get("response") or {}
+    body_bytes = _body(response.get("body"))
+    body = body_bytes[: BODY_KEEP * 4].decode("utf-8", errors="replace")[:BODY_KEEP]
+    headers = normalise_headers(
+        (str(p[0]), str(p[1]))
+        for p in _list(response.get("headers_list"))
+        if isinstance(p, list) and len(p) == 2 and isinstance(p[1], str)
+    )
+    code = _int(response.get("code")) or None
+    fail = failure(last.get("failure"))
+    return HTTPObservation(
+        url=str((first.get("request") or {}).get("url") or f"{scheme}://{domain}/"),
+        address=ip,
+        port=port,
+        host=domain,
+        server_name=domain if scheme == "https" else None,
+        t_ms=_ms(first.get("t0", first.get("t"))),
+        elapsed_ms=_elapsed(last),
+        failure=fail,
+        status=code if fail is None else None,
+        headers=headers,
+        title=extract_title(body),
+        body=body,
+        body_length=len(body_bytes),
+        body_sha256=_sha256(body_bytes) if body_bytes else None,
+        body_truncated=bool(response.get("body_is_truncated")),
+        redirects=redirects,
+    )
+
+
+def _header(response: Mapping[str, Any], name: str) -> str | None:
+    for pair in _list(response.get("headers_list")):
+        if isinstance(pair, list) and len(pair) == 2 and str(pair[0]).lower() == name:
+            return str(pair[1])
+    headers = response.get("headers") or {}
+    for key, value in headers.items() if isinstance(headers, Mapping) else ():
+        if str(key).lower() == name:
+            return str(value)
+    return None
+
+
+def _body(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace")
+    if isinstance(value, Mapping) and value.get("format") == "base64":
+        try:
+            return base64.b64decode(str(value.get("data") or ""))
+        except (ValueError, binascii.Error):
+            return b""
+    return b""
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _start_time(doc: Mapping[str, Any]) -> dt.datetime:
+    text = str(doc.get("measurement_start_time") or "")
+    try:
+        when = dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"bad measurement_start_time {text[:40]!r}") from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _split_endpoint(text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, _int(rest.lstrip(":")) or default_port
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, _int(port) or default_port
+    return text, default_port
+
+
+def _list(value: Any) -> list[Any]:
+    return [v for v in value if isinstance(v, Mapping | list)] if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _ms(seconds: Any) -> float:
+    try:
+        return float(seconds) * 1000 if seconds is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _elapsed(raw: Mapping[str, Any]) -> float:
+    if raw.get("t0") is None or raw.get("t") is None:
+        return 0.0
+    return max(0.0, _ms(raw.get("t")) - _ms(raw.get("t0")))
+
+
+# ------------------------------------------------------------------ import
+
+
+def platform_of(domain: str, platforms: Mapping[str, Sequence[str]]) -> str | None:
+    """The platform whose domain list covers ``domain`` (sub-domains included)."""
+    for name, domains in platforms.items():
+        if any(domain == d or domain.endswith("." + d) for d in domains):
+            return name
+    return None
+
+
+def convert(
+    documents: Iterable[tuple[str, Any]],
+    *,
+    country: str | None = None,
+    domains: Sequence[str] = (),
+    platforms: Mapping[str, Sequence[str]] | None = None,
+    bad: list[str] | None = None,
+    skipped: list[str] | None = None,
+) -> Iterator[StoredMeasurement]:
+    """Stored measurements for the Web Connectivity documents that match the filters.
+
+    ``platforms`` maps platform names to their domains (default: the shipped
+    profiles); unreadable documents are appended to ``bad``, others to ``skipped``.
+    """
+    from probe.classify import classify
+    from storage.summary import measurement_row
+
+    wanted = {d.lower().rstrip(".") for d in domains}
+    if platforms is None:
+        platforms = shipped_platform_domains()
+    for where, doc in documents:
+        if not isinstance(doc, Mapping):
+            if bad is not None:
+                bad.append(f"{where}: not a JSON object")
+            continue
+        if doc.get("test_name") != TEST_NAME:
+            if skipped is not None:
+                skipped.append(where)
+            continue
+        if country and str(doc.get("probe_cc") or "").upper() != country.upper():
+            if skipped is not None:
+                skipped.append(where)
+            continue
+        domain = (urlsplit(str(doc.get("input") or "")).hostname or "").lower()
+        if wanted and domain not in wanted:
+            if skipped is not None:
+                skipped.append(where)
+            continue
+        try:
+            obs = to_observations(doc, platform_of(domain, platforms))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            if bad is not None:
+                bad.append(f"{where}: {exc}")
+            continue
+        verdict = classify(obs)
+        ident = measurement_id(doc)
+        yield StoredMeasurement(
+            row=measurement_row(ident, vantage_of(doc), obs, verdict),
+            observations=obs,
+            verdict=verdict,
+        )
+
+
+def shipped_platform_domains() -> dict[str, tuple[str, ...]]:
+    from probe.targets import load_platforms
+
+    return {name: p.domains for name, p in load_platforms().items()}

@@ -1,0 +1,71 @@
+"""Schema migrations, driven programmatically (no alembic.ini at runtime).
+
+Opening a store brings its schema to the newest revision this release
+knows, so a database written by an older release upgrades in place; a
+database from a newer release is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection
+
+from probe.errors import StorageError
+from storage.database import Database
+
+SCRIPT_LOCATION = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x70726F6265  # PostgreSQL advisory lock key ("probe")
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
+def known_revisions() -> set[str]:
+    return {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def current(db: Database) -> str | None:
+    """The revision the database is at (None: no reachprobe schema yet)."""
+    with db.reading() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(db: Database, target: str = "head") -> str | None:
+    """Bring the schema to ``target`` in one transaction; returns the new revision."""
+    present = current(db)
+    if present is not None and present not in known_revisions():
+        raise StorageError(
+            f"database {db.location()} has schema {present}, newer than this release "
+            f"knows (up to {head()}); upgrade reachprobe"
+        )
+    wanted = head() if target == "head" else target
+    if present == wanted:
+        return present
+
+    def run(conn: Connection) -> None:
+        if not db.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises migrations
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        try:
+            command.upgrade(_config(conn), target)
+        except CommandError as exc:
+            raise StorageError(f"cannot migrate database {db.location()}: {exc}") from None
+
+    db.write(run)
+    return current(db)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the reachprobe schema (run through storage.migrate)."""

@@ -1,0 +1,171 @@
+"""The database schema as typed SQLAlchemy models.
+
+This describes the schema at the newest migration; the migrations in
+storage/migrations are what actually create and change it (a test checks
+that both agree).  Lists of short tokens (blocking methods, addresses,
+failure names) are stored joined with ";" so that exports and filters read
+them as plain text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.records import CERTAINTIES, EVENT_KINDS
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite has no time zones: values are stored as UTC text and come back
+    tagged UTC, so comparisons and ordering agree with PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class VantageModel(Base):
+    """One description of a vantage point; a changed description is a new row,
+    so each measurement keeps the network it was really taken from."""
+
+    __tablename__ = "vantages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of all fields
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    country: Mapped[str | None] = mapped_column(String(2))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    network: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+
+
+class MeasurementModel(Base):
+    """One domain checked once from one vantage: verdict plus summary columns."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (
+        Index("ix_measurements_started_at", "started_at", "id"),  # the export order
+        Index("ix_measurements_domain_started_at", "domain", "started_at"),
+        Index("ix_measurements_vantage_started_at", "vantage_id", "started_at"),
+        Index("ix_measurements_platform", "platform"),
+        Index("ix_measurements_status", "status"),
+        Index("ix_measurements_first_failure", "first_failure"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID, canonical text
+    vantage_id: Mapped[int] = mapped_column(ForeignKey("vantages.id"))
+    domain: Mapped[str] = mapped_column(String(253))
+    input: Mapped[str] = mapped_column(Text)
+    platform: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    resolver: Mapped[str] = mapped_column(Text)
+    probe_version: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The verdict (re-written by reclassify).
+    status: Mapped[str] = mapped_column(String(16))
+    blocking: Mapped[str] = mapped_column(Text)  # Method values joined with ";"
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSONDocument)
+    blockpage: Mapped[str | None] = mapped_column(Text)
+    https_ok: Mapped[bool | None] = mapped_column(Boolean)
+    classifier_version: Mapped[str] = mapped_column(String(32))
+    # Summary of the observations (storage.summary).
+    dns_answers: Mapped[str] = mapped_column(Text)
+    control_answers: Mapped[str] = mapped_column(Text)
+    first_failure: Mapped[str | None] = mapped_column(String(64))
+    tls_failures: Mapped[str] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    http_failures: Mapped[str] = mapped_column(Text)
+    http_title: Mapped[str | None] = mapped_column(Text)
+    tcp_ms: Mapped[float | None] = mapped_column(Float)
+    tls_ms: Mapped[float | None] = mapped_column(Float)
+    http_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class ObservationsModel(Base):
+    """The full DomainObservations (probe.observations.to_dict), kept apart so
+    that scans of measurements stay narrow."""
+
+    __tablename__ = "observations"
+
+    measurement_id: Mapped[str] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+
+
+class TimelineEventModel(Base):
+    __tablename__ = "timeline_events"
+    __table_args__ = (
+        UniqueConstraint("date", "country", "platform", "kind", "title", name="uq_timeline_event"),
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in EVENT_KINDS) + ")",
+            name="ck_timeline_kind",
+        ),
+        CheckConstraint(
+            "certainty IN (" + ", ".join(f"'{c}'" for c in CERTAINTIES) + ")",
+            name="ck_timeline_certainty",
+        ),
+        Index("ix_timeline_country_platform_date", "country", "platform", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    date: Mapped[dt.date] = mapped_column(Date)
+    time: Mapped[dt.time | None] = mapped_column(Time)
+    country: Mapped[str] = mapped_column(String(2))
+    platform: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    certainty: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+vantages = cast(Table, VantageModel.__table__)
+measurements = cast(Table, MeasurementModel.__table__)
+observations = cast(Table, ObservationsModel.__table__)
+timeline_events = cast(Table, TimelineEventModel.__table__)

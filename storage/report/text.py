@@ -1,0 +1,159 @@
+"""The terminal form of a :class:`~storage.report.summary.Report` (plain text, aligned)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from storage.report.summary import Agreement, Report, Series
+from storage.timeline import ReportedIndex, event_moment
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.0f}%"
+
+
+def fmt_time(when: dt.datetime | None) -> str:
+    return "-" if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_lag(lag: dt.timedelta | None) -> str:
+    """``+1d 5h``: positive when the network changed after the reported date."""
+    if lag is None:
+        return "-"
+    sign = "-" if lag < dt.timedelta(0) else "+"
+    minutes = int(abs(lag).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = ([f"{days}d"] if days else []) + ([f"{hours}h"] if hours else [])
+    if not parts:
+        parts = [f"{mins}m"]
+    return sign + " ".join(parts)
+
+
+def fmt_methods(methods: Sequence[tuple[str, int]], limit: int = 3) -> str:
+    return ", ".join(f"{m} {n}" for m, n in methods[:limit]) or "-"
+
+
+def period(report: Report) -> str:
+    if report.since or report.until:
+        return f"{fmt_time(report.since)} .. {fmt_time(report.until)}"
+    if report.days:
+        return f"{report.days[0]} .. {report.days[-1]}"
+    return "all time"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return lines
+
+
+def series_rows(series: Sequence[Series]) -> list[list[str]]:
+    return [
+        [
+            s.label,
+            str(s.checks),
+            percent(s.blocked_share),
+            fmt_methods(s.methods),
+            percent(s.agreement.rate),
+        ]
+        for s in series
+    ]
+
+
+SERIES_HEADER = ("series", "checks", "blocked", "methods (blocked checks)", "agrees w/ reports")
+EDGE_HEADER = ("series", "edge", "detected (UTC)", "reported (UTC)", "lag")
+
+
+def edge_rows(series: Sequence[Series]) -> list[list[str]]:
+    return [
+        [s.key, e.kind, fmt_time(e.detected), fmt_time(e.reported), fmt_lag(e.lag)]
+        for s in series
+        for e in s.edges
+    ]
+
+
+def agreement_rows(a: Agreement) -> list[list[str]]:
+    return [
+        ["measured blocked", str(a.blocked_reported_blocked), str(a.blocked_reported_restored)],
+        [
+            "measured accessible",
+            str(a.accessible_reported_blocked),
+            str(a.accessible_reported_restored),
+        ],
+    ]
+
+
+def daily_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Blocked share per day per vantage, with the reported status and the day's events."""
+    index = ReportedIndex(report.events)
+    header = ["day (UTC)", "reported", *[s.key for s in report.vantages], "events"]
+    by_day = [{d.day: d for d in s.days} for s in report.vantages]
+    rows = []
+    for day in report.days:
+        end = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
+        status = index.at(report.country, report.platform, end).status if report.platform else "-"
+        cells = []
+        for days in by_day:
+            stat = days.get(day)
+            cells.append("" if stat is None else f"{percent(stat.blocked_share)} ({stat.checks})")
+        kinds = [e.kind for e in report.events if event_moment(e).date() == day]
+        rows.append([day.isoformat(), str(status), *cells, ", ".join(kinds)])
+    return header, rows
+
+
+def render_text(report: Report) -> str:
+    what = " ".join(
+        b
+        for b in (
+            f"platform {report.platform}" if report.platform else "all platforms",
+            f"in {report.country}" if report.country else "",
+        )
+        if b
+    )
+    lines = [f"Reachability report: {what}, {period(report)}"]
+    if report.empty:
+        lines.append("No measurements match.")
+        return "\n".join(lines) + "\n"
+    lines.append(
+        f"{report.total_checks} checks from {len(report.vantages)} vantage(s); shares are "
+        "of conclusive checks (blocked or accessible)."
+    )
+    lines += ["", "Per vantage", *_table(SERIES_HEADER, series_rows(report.vantages))]
+    lines += ["", "Per network", *_table(SERIES_HEADER, series_rows(report.networks))]
+    r = report.rule
+    lines += [
+        "",
+        "Blocking onset and end, detected from measurements",
+        f"(onset: a blocked check after which >= {r.onset_share:.0%} of the checks in the "
+        f"next {_hours(r.window)} (at least {r.min_checks}) are blocked; end: the same "
+        f"with >= {r.end_share:.0%} accessible; lag = detected - reported)",
+    ]
+    edges = edge_rows([*report.vantages, *report.networks])
+    lines += _table(EDGE_HEADER, edges) if edges else ["no sustained blocking detected"]
+    a = report.agreement
+    lines += [
+        "",
+        f"Agreement with the reported status: {percent(a.rate)} "
+        f"({a.agree} agree, {a.disagree} disagree, {a.not_comparable} not comparable)",
+        *_table(("", "reported blocked", "reported restored"), agreement_rows(a)),
+    ]
+    header, rows = daily_rows(report)
+    lines += ["", "Per day: blocked share (checks)", *_table(header, rows)]
+    if report.events:
+        lines += ["", "Reported events"]
+        lines += [
+            f"{e.date} {e.platform:<3} {e.kind:<10} {e.title} [{e.source}; {e.certainty}]"
+            for e in report.events
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _hours(window: dt.timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g}h"

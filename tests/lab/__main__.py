@@ -1,0 +1,118 @@
+"""Developer entry to the lab.
+
+    python -m tests.lab list
+    python -m tests.lab shell SCENARIO [-c COMMAND]
+
+``shell`` builds the lab, applies the scenario, prints the addresses, the
+resolvers, the CA and a ready-to-paste probe command, then opens an
+interactive shell inside the vantage namespace (or runs COMMAND there). The
+lab is torn down when the shell exits. Needs root; wrap it in
+``unshare --net`` to keep even the lab's veth pairs out of the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+
+from tests.lab.scenarios import SCENARIOS, Expect, applied
+from tests.lab.servers import REPO_ROOT
+from tests.lab.topology import Lab, running_lab
+
+
+def describe(expect: Expect) -> str:
+    methods = ",".join(sorted(expect.blocking)) or "-"
+    more = "" if expect.exact else ",..."
+    return f"{expect.verdict} [{methods}{more}] trigger={expect.trigger or '-'}"
+
+
+def cmd_list() -> int:
+    width = max(map(len, SCENARIOS))
+    for scenario in SCENARIOS.values():
+        print(f"{scenario.name:<{width}}  {describe(scenario.expect)}")
+        for suffix, expect in scenario.by_suffix.items():
+            print(f"{'':<{width}}    *{suffix}: {describe(expect)}")
+        print(f"{'':<{width}}    {scenario.summary}")
+    return 0
+
+
+def banner(lab: Lab, scenario: str) -> str:
+    net = lab.net
+    spec = SCENARIOS[scenario]
+    lines = [
+        f"reachprobe lab {lab.run_id}: scenario {scenario} ({spec.summary})",
+        f"  namespaces       vantage={lab.vantage} isp={lab.isp} internet={lab.internet}",
+        f"  vantage          {net.vantage} (default route via {net.gateway})",
+        f"  ISP resolver     {net.isp_resolver}      control resolver {net.internet_resolver}",
+        f"  blockpage server {net.blockpage}",
+        f"  lab CA           {lab.ca_pem}",
+        f"  lab directory    {lab.directory} (server logs, configs)",
+        "  sites:",
+        *(f"    {name:<16} {' '.join(addrs)}" for name, addrs in net.hosts.items()),
+        f"  expected         {describe(spec.expect)}",
+        "  try:",
+        "    " + shlex.join(lab.probe_argv(spec.domains, platform=spec.platform)[4:]),
+        f"    curl --cacert $LAB_CA --resolve x.com:443:{net.hosts['x.com'][0]} https://x.com/"
+        " -o /dev/null -w '%{http_code}\\n'",
+        f"    ip netns exec {lab.isp} iptables-save    # the censor's rules",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_shell(scenario: str, command: str | None) -> int:
+    if os.geteuid() != 0:
+        print("python -m tests.lab shell needs root", file=sys.stderr)
+        return 2
+    with running_lab() as lab, applied(lab, scenario):
+        print(banner(lab, scenario), flush=True)
+        env = dict(
+            os.environ,
+            LAB_VANTAGE=lab.vantage,
+            LAB_ISP=lab.isp,
+            LAB_INTERNET=lab.internet,
+            LAB_ISP_RESOLVER=lab.net.isp_resolver,
+            LAB_CONTROL_RESOLVER=lab.net.internet_resolver,
+            LAB_CA=str(lab.ca_pem),
+            LAB_DIR=str(lab.directory),
+            PS1=f"[lab {scenario}] \\w# ",
+        )
+        shell = shutil.which("bash") or "/bin/sh"
+        argv = ["ip", "netns", "exec", lab.vantage, shell]
+        argv += (
+            ["-c", command]
+            if command is not None
+            else (["--norc", "-i"] if shell.endswith("bash") else ["-i"])
+        )
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the shell
+        try:
+            return subprocess.run(argv, env=env, cwd=REPO_ROOT, check=False).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.lab", description="The reachprobe censorship lab."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the scenarios and what the probe must conclude")
+    shell = sub.add_parser(
+        "shell", help="start the lab with SCENARIO and open a shell in the vantage"
+    )
+    shell.add_argument("scenario", choices=sorted(SCENARIOS))
+    shell.add_argument(
+        "-c", dest="command", help="run COMMAND in the vantage instead of an interactive shell"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    return cmd_shell(args.scenario, args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

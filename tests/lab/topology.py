@@ -1,0 +1,410 @@
+"""The lab topology: three namespaces in a line, and the :class:`Lab` handle.
+
+    vantage ──veth── isp (router + censor) ──veth── internet (resolver + sites)
+
+Addresses are private (10.<octet>.0.0/16, octet random per run), namespace
+names carry a random suffix, and nothing has a route outside 10.<octet>/16,
+so runs never collide and no packet can leave the machine. Every lab ever
+started in this process is torn down at exit, on SIGTERM/SIGHUP, and by the
+fixtures that own it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.lab import servers
+from tests.lab.certs import LabPKI, create_pki
+from tests.lab.netns import LabError, ns_run, run
+from tests.lab.servers import Process
+
+X_NAMES: tuple[str, ...] = (
+    "x.com",
+    "twitter.com",
+    "api.x.com",
+    "api.twitter.com",
+    "upload.x.com",
+    "t.co",
+    "abs.twimg.com",
+    "abs-0.twimg.com",
+    "pbs.twimg.com",
+    "video.twimg.com",
+    "ton.twimg.com",
+)
+CONTROL_NAMES: tuple[str, ...] = ("control.lab", "example.com")
+LAB_NAMES: tuple[str, ...] = X_NAMES + CONTROL_NAMES
+MIDDLEBOX_HTTP_PORT = 8080
+MIDDLEBOX_TLS_PORT = 8443
+MIDDLEBOX_DNS = "127.0.0.1:5353"
+# The scenario rules live in these chains only, so removing a scenario is a flush.
+CHAINS = (
+    ("filter", "RP-FWD", "FORWARD"),
+    ("filter", "RP-IN", "INPUT"),
+    ("nat", "RP-PRE", "PREROUTING"),
+)
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Every address of one lab run; deterministic given ``octet``."""
+
+    octet: int
+    vantage: str  # the probe's address, on the vantage-isp link
+    gateway: str  # the isp on that link: the vantage's default route
+    isp_resolver: str  # the ISP's dnsmasq (pass as --resolver)
+    isp_wan: str  # the isp on the isp-internet link
+    internet_wan: str
+    internet_resolver: str  # authoritative for the lab names (pass as --control-resolver)
+    blockpage: str  # the ISP's blockpage server
+    internet_prefix: str  # everything behind the internet namespace
+    hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> IPv4 addresses
+
+    @classmethod
+    def plan(cls, octet: int) -> Addressing:
+        net = f"10.{octet}"
+        hosts = {
+            name: (f"{net}.129.{10 * i + 10}", f"{net}.129.{10 * i + 11}")
+            for i, name in enumerate(LAB_NAMES)
+        }
+        return cls(
+            octet=octet,
+            vantage=f"{net}.1.2",
+            gateway=f"{net}.1.1",
+            isp_resolver=f"{net}.1.1",
+            isp_wan=f"{net}.2.1",
+            internet_wan=f"{net}.2.2",
+            internet_resolver=f"{net}.128.53",
+            blockpage=f"{net}.3.80",
+            internet_prefix=f"{net}.128.0/17",
+            hosts=hosts,
+        )
+
+
+class Lab:
+    """A running lab: namespaces, servers, and the knobs scenarios turn.
+
+    The namespace names, addresses, CA and directory are plain attributes;
+    methods restart servers with different settings and edit the censor's
+    iptables chains. ``close()`` is idempotent.
+    """
+
+    def __init__(
+        self, run_id: str, directory: Path, net: Addressing, pki: LabPKI, sites: Path
+    ) -> None:
+        self.run_id = run_id
+        self.directory = directory
+        self.net = net
+        self.pki = pki
+        self.sites = sites
+        self.vantage = f"{run_id}-vantage"
+        self.isp = f"{run_id}-isp"
+        self.internet = f"{run_id}-internet"
+        self.processes: dict[str, Process] = {}
+        self.isp_overrides: tuple[str, ...] = ()  # current poison of the ISP resolver
+        self.web_down: tuple[str, ...] = ()  # names currently answering 503
+        self.uplink_up = True
+        self._closed = False
+
+    # ----- facts the tests need -------------------------------------------------
+    @property
+    def ca_pem(self) -> Path:
+        return self.pki.ca_pem
+
+    @property
+    def blockpage_file(self) -> Path:
+        return self.directory / "blockpage.html"  # written by servers.blockpage_nginx_conf
+
+    @property
+    def namespaces(self) -> tuple[str, str, str]:
+        return (self.vantage, self.isp, self.internet)
+
+    def addresses(self, name: str) -> tuple[str, ...]:
+        return self.net.hosts[name]
+
+    def probe_argv(
+        self, domains: Sequence[str], *, platform: str | None = None, timeout: float = 4
+    ) -> list[str]:
+        """The documented probe invocation, run inside the vantage namespace."""
+        argv = [
+            "ip", "netns", "exec", self.vantage, sys.executable, "-m", "probe", "check", *domains,
+            "--resolver", self.net.isp_resolver,
+            "--control-resolver", self.net.internet_resolver,
+            "--ca-bundle", str(self.ca_pem),
+            "--control-domain", "control.lab",
+            "--control-domain", "example.com",
+            "--control-sni", "control.lab",
+            "--timeout", f"{timeout:g}",
+            "--json",
+            "--no-store",
+        ]  # fmt: skip
+        if platform is not None:
+            argv += ["--platform", platform]
+        return argv
+
+    # ----- servers ----------------------------------------------------------------
+    def _replace(self, proc: Process) -> Process:
+        self.stop(proc.name)
+        self.processes[proc.name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is not None:
+            proc.stop()
+
+    def start_internet_resolver(self) -> None:
+        self.stop("internet-dnsmasq")
+        # --local=/#/: answer only from the records, NXDOMAIN for unknown names and
+        # NODATA for AAAA, as an authoritative server would
+        records = [*servers.host_records(self.net.hosts), "--local=/#/"]
+        self._replace(
+            servers.start_dnsmasq(
+                self.internet,
+                "internet-dnsmasq",
+                self.net.internet_resolver,
+                self.directory,
+                records,
+            )
+        )
+
+    def start_isp_resolver(self, overrides: Sequence[str] = ()) -> None:
+        """(Re)start the ISP resolver: it forwards to the internet resolver, unless poisoned."""
+        self.stop("isp-dnsmasq")
+        self.isp_overrides = tuple(overrides)
+        records = [f"--server={self.net.internet_resolver}", *overrides]
+        self._replace(
+            servers.start_dnsmasq(
+                self.isp, "isp-dnsmasq", self.net.isp_resolver, self.directory, records
+            )
+        )
+
+    def start_web(self, down: Sequence[str] = ()) -> None:
+        """(Re)start the internet's nginx; ``down`` names answer 503 on http and https."""
+        self.stop("internet-nginx")
+        self.web_down = tuple(down)
+        conf = servers.internet_nginx_conf(
+            self.directory,
+            self.sites,
+            redirecting=X_NAMES,
+            plain=CONTROL_NAMES,
+            down=down,
+            cert=self.pki.server,
+        )
+        ready = [f"{self.net.hosts['x.com'][0]}:443", f"{self.net.hosts['control.lab'][0]}:80"]
+        self._replace(
+            servers.start_nginx(self.internet, "internet-nginx", conf, self.directory, ready)
+        )
+
+    def start_blockpage(self) -> None:
+        conf = servers.blockpage_nginx_conf(self.directory, self.net.blockpage)
+        self._replace(
+            servers.start_nginx(
+                self.isp, "blockpage-nginx", conf, self.directory, [f"{self.net.blockpage}:80"]
+            )
+        )
+
+    def start_middlebox(self, args: Sequence[str]) -> None:
+        """Start the isp's user-space censor (see :mod:`tests.lab.middlebox`)."""
+        tcp = []
+        if "--http" in args:
+            tcp.append(f"{self.net.gateway}:{MIDDLEBOX_HTTP_PORT}")
+        if "--tls" in args:
+            tcp.append(f"{self.net.gateway}:{MIDDLEBOX_TLS_PORT}")
+        udp = [MIDDLEBOX_DNS] if "--dns" in args else []
+        self._replace(servers.start_middlebox(self.isp, self.directory, args, tcp, udp))
+
+    # ----- the censor's packet filter --------------------------------------------
+    def isp_rule(self, table: str, chain: str, *rule: str) -> None:
+        ns_run(self.isp, "iptables", "-w", "-t", table, "-A", chain, *rule)
+
+    def flush_rules(self) -> None:
+        for table, chain, _ in CHAINS:
+            ns_run(self.isp, "iptables", "-w", "-t", table, "-F", chain)
+
+    def reset(self) -> None:
+        """Back to the clean lab: whatever a scenario changed is undone."""
+        self.flush_rules()
+        self.stop("middlebox")
+        if not self.uplink_up:
+            self.set_uplink(True)
+        if self.isp_overrides:
+            self.start_isp_resolver()
+        if self.web_down:
+            self.start_web()
+
+    def iptables_dump(self) -> str:
+        return ns_run(self.isp, "iptables-save", check=False)
+
+    def set_uplink(self, up: bool) -> None:
+        """Bring the isp's link to the internet down (offline) or back up with its route."""
+        ns_run(self.isp, "ip", "link", "set", "to-internet", "up" if up else "down")
+        self.uplink_up = up
+        if up:
+            ns_run(
+                self.isp,
+                "ip",
+                "route",
+                "replace",
+                self.net.internet_prefix,
+                "via",
+                self.net.internet_wan,
+            )
+
+    # ----- lifecycle --------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for name in list(self.processes):
+            with contextlib.suppress(Exception):
+                self.stop(name)
+        for ns in self.namespaces:
+            run(["ip", "netns", "delete", ns], check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(ValueError):
+            _LIVE.remove(self)
+
+
+_LIVE: list[Lab] = []
+
+
+def close_all() -> None:
+    for lab in list(_LIVE):
+        lab.close()
+
+
+def _on_signal(signum: int, frame: types.FrameType | None) -> None:
+    close_all()
+    raise SystemExit(128 + signum)
+
+
+def _install_cleanup() -> None:
+    atexit.register(close_all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread: atexit and finalizers remain
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+
+
+def _build_network(lab: Lab) -> None:
+    net = lab.net
+    for ns in lab.namespaces:
+        run(["ip", "netns", "add", ns])
+        ns_run(ns, "ip", "link", "set", "lo", "up")
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            "to-isp",
+            "netns",
+            lab.vantage,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "to-vantage",
+            "netns",
+            lab.isp,
+        ]
+    )
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            "to-internet",
+            "netns",
+            lab.isp,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "to-isp",
+            "netns",
+            lab.internet,
+        ]
+    )
+    steps: list[tuple[str, ...]] = [
+        (lab.vantage, "ip", "addr", "add", f"{net.vantage}/24", "dev", "to-isp"),
+        (lab.vantage, "ip", "link", "set", "to-isp", "up"),
+        (lab.vantage, "ip", "route", "add", "default", "via", net.gateway),
+        (lab.isp, "ip", "addr", "add", f"{net.gateway}/24", "dev", "to-vantage"),
+        (lab.isp, "ip", "addr", "add", f"{net.isp_wan}/24", "dev", "to-internet"),
+        (lab.isp, "ip", "addr", "add", f"{net.blockpage}/32", "dev", "lo"),
+        (lab.isp, "ip", "link", "set", "to-vantage", "up"),
+        (lab.isp, "ip", "link", "set", "to-internet", "up"),
+        (lab.isp, "ip", "route", "add", net.internet_prefix, "via", net.internet_wan),
+        (lab.isp, "sysctl", "-qw", "net.ipv4.ip_forward=1"),
+        (lab.internet, "ip", "addr", "add", f"{net.internet_wan}/24", "dev", "to-isp"),
+        (lab.internet, "ip", "link", "set", "to-isp", "up"),
+        (lab.internet, "ip", "route", "add", f"10.{net.octet}.0.0/16", "via", net.isp_wan),
+        (lab.internet, "ip", "addr", "add", f"{net.internet_resolver}/32", "dev", "lo"),
+    ]
+    steps += [
+        (lab.internet, "ip", "addr", "add", f"{a}/32", "dev", "lo")
+        for addrs in net.hosts.values()
+        for a in addrs
+    ]
+    for ns, *argv in steps:
+        ns_run(ns, *argv)
+    for table, chain, parent in CHAINS:
+        ns_run(lab.isp, "iptables", "-w", "-t", table, "-N", chain)
+        ns_run(lab.isp, "iptables", "-w", "-t", table, "-A", parent, "-j", chain)
+
+
+def start_lab(prefix: str = "rp") -> Lab:
+    """Build the topology and start every server of the clean lab."""
+    _install_cleanup()
+    run_id = f"{prefix}{secrets.token_hex(3)}"
+    directory = Path(tempfile.mkdtemp(prefix=f"reachprobe-lab-{run_id}-"))
+    net = Addressing.plan(16 + secrets.randbelow(224))
+    try:
+        pki = create_pki(directory, LAB_NAMES)
+        sites = servers.write_sites(directory, LAB_NAMES)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    lab = Lab(run_id, directory, net, pki, sites)
+    _LIVE.append(lab)
+    try:
+        _build_network(lab)
+        lab.start_internet_resolver()
+        lab.start_web()
+        lab.start_isp_resolver()
+        lab.start_blockpage()
+    except BaseException:
+        lab.close()
+        raise
+    return lab
+
+
+@contextlib.contextmanager
+def running_lab(prefix: str = "rp") -> Iterator[Lab]:
+    lab = start_lab(prefix)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+__all__ = [
+    "CONTROL_NAMES",
+    "LAB_NAMES",
+    "X_NAMES",
+    "Addressing",
+    "Lab",
+    "LabError",
+    "running_lab",
+    "start_lab",
+]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from collectors.ooni import convert
+from storage.store import Store
+from tests.collectors.test_ooni import accessible, dns_blocked, tls_reset
+
+
+def probe(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PROBE_DB": str(db)}
+    return subprocess.run(
+        [sys.executable, "-m", "probe", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_timeline_commands(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "date,country,platform,kind,title,source\n"
+        "2024-03-01,PK,x,court,fine,src\n"
+        "2024-03-02,PK,x,nope,t,s\n"
+        "03/03/2024,PK,x,court,t,s\n"
+    )
+    result = probe("timeline", "import", str(bad), db=db)
+    assert result.returncode == 2
+    assert "line 3: unknown kind 'nope'" in result.stderr
+    assert "line 4: bad date" in result.stderr
+    listed = probe("timeline", "list", "--country", "PK", db=db)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 21  # built-in only
+    added = probe(
+        "timeline", "add", "--date", "2024-03-01", "--country", "pk", "--platform", "x",
+        "--kind", "court", "--title", "A hearing", "--source", "Dawn", db=db,
+    )  # fmt: skip
+    assert added.returncode == 0 and "added" in added.stdout
+    exported = probe("timeline", "export", "--platform", "x", db=db)
+    assert "2024-03-01,,PK,x,court,A hearing,Dawn,,medium" in exported.stdout
+
+
+def test_report_command_writes_html_and_png(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    with Store.open(str(db)) as store:
+        store.import_measurements(
+            convert([("t", d) for d in (accessible(), dns_blocked(), tls_reset())])
+        )
+    html, png = tmp_path / "r.html", tmp_path / "r.png"
+    result = probe(
+        "report", "--country", "PK", "--platform", "x", "--since", "2024-02-01",
+        "-o", str(html), "--png", str(png), db=db,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ooni:AS17557" in result.stdout and "Agreement" in result.stdout
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert png.read_bytes().startswith(b"\x89PNG")

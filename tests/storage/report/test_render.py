@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+from collectors.timeline import builtin_events
+from storage.records import TimelineEvent
+from storage.report.html import render_html
+from storage.report.plot import render_png
+from storage.report.summary import build_report, checks_from_rows
+from storage.timeline import ReportedIndex
+from tests.storage.report.history import history
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def hostile_events() -> list[TimelineEvent]:
+    events = builtin_events()
+    evil = TimelineEvent(
+        date=dt.date(2024, 3, 3),
+        country="PK",
+        platform="x",
+        kind="statement",
+        title="<script>alert(1)</script>",
+        source='"><img src=x onerror=alert(2)>',
+        url="javascript:alert(3)",
+    )
+    good = dataclasses.replace(
+        evil, title="linked", source="Dawn", url="https://example.org/a?b=1&c=2"
+    )
+    return [*events, evil, good]
+
+
+def test_png_and_html(tmp_path: Path) -> None:
+    events = hostile_events()
+    checks = checks_from_rows(history(step=dt.timedelta(hours=6)), ReportedIndex(events))
+    report = build_report(checks, events, country="PK", platform="x")
+    png = render_png(report)
+    assert png.startswith(PNG) and len(png) > 20_000
+    (tmp_path / "report.png").write_bytes(png)
+    page = render_html(report, png)
+    assert "data:image/png;base64," in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "onerror=alert(2)>" not in page
+    assert 'href="javascript' not in page
+    assert 'href="https://example.org/a?b=1&amp;c=2"' in page
+    assert "pk-nayatel" in page and "AS17557 PTCL" in page
+    assert "http://" not in page.replace('href="https://example.org', "")  # nothing external
+    assert "Sindh High Court" in page
+
+
+def test_empty_report_renders() -> None:
+    report = build_report([], builtin_events())
+    assert render_png(report).startswith(PNG)
+    assert "No measurements match" in render_html(report, None)

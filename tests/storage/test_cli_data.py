@@ -1,0 +1,178 @@
+"""The data commands (probe/cli/data.py), run through probe.cli.main for real exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import typer
+
+import probe.cli
+from probe.cli import data
+from probe.verdict import Status, Verdict
+from storage import Store
+from tests.storage import factories as F
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    data.register(app)
+    monkeypatch.setattr(probe.cli, "app", app)
+    monkeypatch.setattr(probe.cli, "_register", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["probe", *args])
+    with pytest.raises(SystemExit) as done:
+        probe.cli.main()
+    out, err = capsys.readouterr()
+    return int(done.value.code or 0), out, err
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> tuple[str, list[str]]:
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    with Store.open(url) as store:
+        ids = [
+            store.save(F.blocked_sni(), F.BLOCKED, F.VANTAGE),
+            store.save(F.accessible(started_at=F.START.replace(day=18)), F.ACCESSIBLE, F.VANTAGE),
+        ]
+    return url, ids
+
+
+def test_measurements_table_and_json(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped-def]
+    url, (blocked, fine) = db
+    code, out, _ = run(capsys, monkeypatch, "measurements", "--db", url)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "STARTED", "(UTC)"]
+    assert lines[1].startswith(fine[:8]) and lines[2].startswith(blocked[:8])
+    assert (
+        "dns.injection,tls.reset,http.blockpage" in lines[2] and "tls:connection_reset" in lines[2]
+    )
+
+    code, out, _ = run(
+        capsys, monkeypatch, "measurements", "--db", url, "--verdict", "blocked", "--json"
+    )
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["id"] for r in rows] == [blocked]
+    assert (
+        rows[0]["vantage"]["asn"] == 17557 and rows[0]["started_at"] == "2024-02-17T17:05:00.123Z"
+    )
+
+    monkeypatch.setenv("PROBE_DB", url)
+    code, out, _ = run(capsys, monkeypatch, "measurements", "--until", "2024-02-17", "--json")
+    assert [r["id"] for r in json.loads(out)] == [blocked]  # a bare --until date includes the day
+    code, out, _ = run(
+        capsys, monkeypatch, "measurements", "--since", "2024-02-18T00:00:00Z", "--json"
+    )
+    assert [r["id"] for r in json.loads(out)] == [fine]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "probe: --since must be YYYY-MM-DD or an RFC 3339 time"),
+        (["--until", "2024-13-01"], "probe: --until must be YYYY-MM-DD"),
+        (["--verdict", "censored"], "probe: --verdict must be one of accessible, blocked"),
+        (["--country", "Pakistan"], "probe: --country must be a two-letter ISO code"),
+        (["--limit", "0"], "probe: "),
+    ],
+)
+def test_bad_filters_exit_2_in_one_line(capsys, monkeypatch, db, args, message) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(capsys, monkeypatch, "measurements", "--db", db[0], *args)
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1
+    assert out == ""
+
+
+def test_show(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped-def]
+    url, (blocked, _) = db
+    code, out, _ = run(capsys, monkeypatch, "show", blocked[:8], "--db", url)
+    assert code == 0
+    assert f"measurement  {blocked}" in out
+    assert "verdict      blocked: dns.injection, tls.reset, http.blockpage (trigger: sni)" in out
+    assert "dns          vantage A x.com: 198.51.100.7 (2 replies)" in out
+    assert "endpoint     198.51.100.7 port 443: tcp ok 41 ms; tls connection_reset" in out
+
+    code, out, _ = run(capsys, monkeypatch, "show", blocked, "--db", url, "--json")
+    record = json.loads(out)
+    assert record["schema"] == "probe.measurement/1" and record["id"] == blocked
+    assert record["observations"]["endpoints"][0]["tls"]["failure"] == "connection_reset"
+
+    code, _, err = run(capsys, monkeypatch, "show", "00000000", "--db", url)
+    assert (code, err) == (2, "probe: no measurement with id 00000000\n")
+
+
+def test_export_csv_and_jsonl_then_import(capsys, monkeypatch, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url, ids = db
+    csv_path = tmp_path / "out.csv"
+    code, out, _ = run(capsys, monkeypatch, "export", "csv", "-o", str(csv_path), "--db", url)
+    assert (code, out) == (0, "")
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == ids  # oldest first
+    assert not (tmp_path / "out.csv.partial").exists()
+
+    code, out, _ = run(capsys, monkeypatch, "export", "csv", "--db", url, "--platform", "x")
+    assert code == 0 and len(out.splitlines()) == 2
+
+    jsonl_path = tmp_path / "out.jsonl"
+    code, _, _ = run(capsys, monkeypatch, "export", "jsonl", "-o", str(jsonl_path), "--db", url)
+    assert code == 0 and len(jsonl_path.read_text().splitlines()) == 2
+
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    code, out, _ = run(capsys, monkeypatch, "import", "jsonl", str(jsonl_path), "--db", copy)
+    assert (code, out) == (0, "imported 2 measurements (0 already present)\n")
+    code, out, _ = run(capsys, monkeypatch, "import", "jsonl", str(jsonl_path), "--db", copy)
+    assert out == "imported 0 measurements (2 already present)\n"
+
+    code, _, err = run(
+        capsys, monkeypatch, "import", "jsonl", str(tmp_path / "none.jsonl"), "--db", copy
+    )
+    assert code == 2 and err.startswith("probe: cannot read") and err.count("\n") == 1
+
+
+def test_reclassify(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped-def]
+    url, (blocked, _) = db
+    fake = types.ModuleType("probe.classify")
+    verdict = Verdict(Status.INCONCLUSIVE, classifier_version="9")
+    fake.classify = lambda obs, fingerprints=None: verdict  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "probe.classify", fake)
+    code, out, _ = run(capsys, monkeypatch, "reclassify", "--db", url, "--verdict", "blocked")
+    assert (code, out) == (0, "examined 1 measurements; 1 verdicts changed\n")
+    with Store.open(url) as store:
+        got = store.get(blocked)
+    assert got is not None and got.verdict.status == Status.INCONCLUSIVE
+
+
+def test_db_commands(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
+    assert (code, out) == (0, f"{url}: schema empty (this release's is 0002)\n")
+    code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
+    assert (code, out) == (0, f"{url}: schema 0002 (upgraded from empty)\n")
+    code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
+    assert out == f"{url}: schema 0002 (already up to date)\n"
+    code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
+    assert out == f"{url}: schema 0002 (up to date)\n"
+
+
+def test_storage_errors_exit_4_in_one_line(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "probe.db"
+    bad.write_bytes(b"garbage" * 200)
+    for args in (["measurements"], ["export", "csv"], ["db", "current"], ["show", "abcdef12"]):
+        code, _, err = run(capsys, monkeypatch, *args, "--db", str(bad))
+        assert code == 4, args
+        assert err == f"probe: cannot read database {bad}: damaged or not a SQLite database\n"
+    code, _, err = run(
+        capsys, monkeypatch, "measurements", "--db", "postgresql://u:pw@127.0.0.1:1/p"
+    )
+    assert (code, err) == (
+        4,
+        "probe: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n",
+    )

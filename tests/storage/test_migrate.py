@@ -1,0 +1,96 @@
+"""Migrations: an older database upgrades without loss; models match migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from probe.errors import StorageError
+from storage import Store, TimelineEvent
+from storage import migrate as migrations
+from storage.database import Database, resolve_url
+from storage.models import Base
+from tests.storage import factories as F
+
+
+def _upgrade_to(db: Database, revision: str) -> None:
+    db.write(lambda conn: command.upgrade(migrations._config(conn), revision))
+
+
+def test_database_at_0001_upgrades_to_head_without_loss(db_url: str) -> None:
+    db = Database(resolve_url(db_url))
+    _upgrade_to(db, "0001")
+    assert migrations.current(db) == "0001"
+    # A measurement written by the first release, with that release's SQL.
+    obs = F.blocked_sni()
+    from probe.observations import to_dict
+
+    def first_release(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(
+            text(
+                "INSERT INTO vantages (id, key, name, country, asn)"
+                " VALUES (7, 'k', 'old', 'PK', 17557)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO measurements (id, vantage_id, domain, input, platform, started_at,"
+                " duration_ms, resolver, probe_version, stored_at, status, blocking, trigger,"
+                " reasons, blockpage, https_ok, classifier_version, dns_answers, control_answers,"
+                " first_failure, tls_failures, http_status, http_failures, http_title)"
+                " VALUES ('11111111-2222-4333-8444-555555555555', 7, 'x.com', 'x.com', 'x',"
+                " :started, 250.75, 'udp://192.0.2.53:53', '0.0.9', :started, 'blocked',"
+                " 'tls.reset', 'sni', :reasons, NULL, NULL, '1', '198.51.100.7', '', "
+                " 'tls:connection_reset', 'connection_reset', NULL, '', NULL)"
+            ),
+            {"started": dt.datetime(2024, 2, 17, 17, 5), "reasons": json.dumps(["old reason"])},
+        )
+        conn.execute(
+            text("INSERT INTO observations (measurement_id, data) VALUES (:id, :data)"),
+            {"id": "11111111-2222-4333-8444-555555555555", "data": json.dumps(to_dict(obs))},
+        )
+
+    db.write(first_release)
+    db.dispose()
+
+    with Store.open(db_url) as store:  # opening migrates
+        assert migrations.current(store.database) == migrations.head() == "0002"
+        got = store.get("11111111")
+        assert got is not None
+        assert got.observations == obs
+        assert got.row.vantage.name == "old" and got.row.vantage.asn == 17557
+        assert got.verdict.reasons == ("old reason",)
+        assert got.row.started_at == dt.datetime(2024, 2, 17, 17, 5, tzinfo=dt.UTC)
+        # The new revision's table works, and new saves go beside the old row.
+        event = TimelineEvent(dt.date(2024, 2, 17), "PK", "x", "block", "X suspended", "press")
+        assert store.add_events([event]) == 1
+        store.save(F.accessible(), F.ACCESSIBLE, F.VANTAGE)
+        assert store.count() == 2
+
+
+def test_models_match_the_migrations(db_url: str) -> None:
+    with Store.open(db_url) as store, store.database.reading() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_a_newer_schema_is_refused(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        store.database.write(
+            lambda conn: conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        )
+    with pytest.raises(StorageError, match="schema 0099, newer than this release"):
+        Store.open(db_url)
+
+
+def test_open_without_migrate_leaves_the_schema_alone(db_url: str) -> None:
+    with Store.open(db_url, migrate=False) as store:
+        assert migrations.current(store.database) is None
+        assert migrations.upgrade(store.database) == "0002"
+        assert migrations.upgrade(store.database) == "0002"
