@@ -1,0 +1,25 @@
+"""The documented vocabularies must be the code's: a renamed failure or method
+breaks every consumer of the data, so the docs are checked against the enums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.failures import Failure
+from probe.verdict import Method, Status, Trigger
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("doc", ["data-format.md", "methodology.md"])
+def test_every_method_and_verdict_is_documented(doc: str) -> None:
+    text = (DOCS / doc).read_text()
+    missing = [v.value for v in (*Method, *Status, *Trigger) if f"{v.value}" not in text]
+    assert not missing, f"{doc} does not mention {missing}"
+
+
+def test_every_failure_name_is_documented() -> None:
+    text = (DOCS / "data-format.md").read_text()
+    assert not [f.value for f in Failure if f.value not in text]
