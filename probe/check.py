@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from probe.blockpages import Fingerprint
     from probe.checks.dns import Resolver
+    from probe.checks.tcp import Connection
 
 DEFAULT_CONTROL_RESOLVERS: tuple[str, ...] = (
     "https://1.1.1.1/dns-query",
@@ -302,6 +303,20 @@ async def _skipped(address: str, port: int, origins: tuple[Origin, ...]) -> Endp
     )
 
 
+async def _connect(
+    address: str, port: int, run: _Plan, clock: _Deadline
+) -> tuple[TCPObservation, Connection | None]:
+    from probe.checks import tcp
+
+    return await tcp.connect(
+        address,
+        port,
+        timeout=clock.remaining(),
+        t0=clock.t0,
+        allow_loopback=run.options.allow_loopback,
+    )
+
+
 async def _probe_https(
     domain: str,
     address: str,
@@ -310,12 +325,10 @@ async def _probe_https(
     clock: _Deadline,
     compare_throughput: bool,
 ) -> EndpointObservation:
-    from probe.checks import tcp, tls
+    from probe.checks import tls
 
     loopback = run.options.allow_loopback
-    tcp_obs, conn = await tcp.connect(
-        address, 443, timeout=clock.remaining(), t0=clock.t0, allow_loopback=loopback
-    )
+    tcp_obs, conn = await _connect(address, 443, run, clock)
     if conn is None:
         return EndpointObservation(address=address, port=443, origins=origins, tcp=tcp_obs)
 
@@ -392,12 +405,10 @@ async def _probe_http(
     domain: str, address: str, origins: tuple[Origin, ...], run: _Plan, clock: _Deadline
 ) -> EndpointObservation:
     """Plaintext HTTP: the path where Host filtering and injected blockpages show."""
-    from probe.checks import http, tcp
+    from probe.checks import http
 
     loopback = run.options.allow_loopback
-    tcp_obs, conn = await tcp.connect(
-        address, 80, timeout=clock.remaining(), t0=clock.t0, allow_loopback=loopback
-    )
+    tcp_obs, conn = await _connect(address, 80, run, clock)
     if conn is None:
         return EndpointObservation(address=address, port=80, origins=origins, tcp=tcp_obs)
     await conn.close()

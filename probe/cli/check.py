@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from probe.observations import DomainObservations
     from probe.targets import Target
     from probe.verdict import Verdict
+    from storage.records import Vantage
 
 _CONTROL_DEFAULTS = "example.com, www.wikipedia.org, www.cloudflare.com"
 
@@ -67,6 +68,14 @@ def check(
     vantage: str | None = typer.Option(
         None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
     ),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="REACHPROBE_CONFIG",
+        metavar="FILE",
+        help="Daemon config: stores with its vantage (name, country, ASN) and database.",
+    ),
 ) -> None:
     """Check DNS, TCP, TLS and HTTP for each domain and name the blocking method.
 
@@ -85,8 +94,9 @@ def check(
         ca_bundle=ca_bundle,
         concurrency=concurrency,
     )
+    point, db = _vantage(config, vantage, db) if not no_store else (None, db)
     results = _run(chosen, options, as_json=as_json)
-    storage_error = None if no_store else _store(results, db, vantage)
+    storage_error = None if point is None else _store(results, db, point)
     statuses = {v.status.value for _, v in results}
     if storage_error is not None:
         raise storage_error
@@ -148,19 +158,33 @@ def _run(
     return results
 
 
-def _store(
-    results: list[tuple[DomainObservations, Verdict]], db: str | None, vantage: str | None
-) -> Exception | None:
-    """Store every result; on failure return the error so the output still stands."""
+def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vantage, str | None]:
+    """Who is measuring, and where results go: the config's vantage and
+    database when a config is given (so one-off checks join the daemon's), else
+    ``--vantage`` or the host name.  Read before measuring: a broken config
+    fails at once."""
+    from storage.records import Vantage
+
+    if config is not None:
+        from probe.config import load_config, vantage_of
+
+        loaded = load_config(config)
+        point = vantage_of(loaded)
+        if name:
+            point = Vantage(name, point.country, point.asn, point.network, point.notes)
+        return point, db or loaded.storage.url
     import socket
 
-    from probe.errors import StorageError
+    return Vantage(name=name or socket.gethostname()), db
 
-    try:
-        from storage import Store, Vantage
-    except ImportError as exc:  # pragma: no cover - storage is part of the distribution
-        return StorageError(f"storage is unavailable: {exc}")
-    point = Vantage(name=vantage or socket.gethostname())
+
+def _store(
+    results: list[tuple[DomainObservations, Verdict]], db: str | None, point: Vantage
+) -> Exception | None:
+    """Store every result; on failure return the error so the output still stands."""
+    from probe.errors import StorageError
+    from storage import Store
+
     try:
         with Store.open(db) as store:
             for obs, verdict in results:

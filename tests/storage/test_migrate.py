@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -94,3 +95,26 @@ def test_open_without_migrate_leaves_the_schema_alone(db_url: str) -> None:
         assert migrations.current(store.database) is None
         assert migrations.upgrade(store.database) == "0002"
         assert migrations.upgrade(store.database) == "0002"
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    """SCHEMA_HEAD lets an up-to-date database open without importing Alembic."""
+    from storage import migrate
+
+    assert migrate.head() == migrate.SCHEMA_HEAD
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    code = (
+        "import sys; from storage import Store; "
+        f"Store.open({url!r}).close(); "  # creates and migrates: Alembic needed
+        "[sys.modules.pop(m) for m in list(sys.modules) if m.startswith(('alembic', 'mako'))]; "
+        f"Store.open({url!r}).close(); "
+        "print(any(m.startswith('alembic') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

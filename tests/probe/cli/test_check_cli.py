@@ -84,3 +84,43 @@ def test_unreadable_user_fingerprints_are_a_config_error(tmp_path: Path) -> None
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("probe: ") and "Traceback" not in result.stderr
+
+
+def test_check_stores_with_the_configs_vantage_and_database(tmp_path: Path) -> None:
+    """A one-off check with --config is stored like the daemon's: same vantage
+    (country, ASN) and database, so reports and timeline joins see it."""
+    from storage import MeasurementFilter, Store
+    from tests.probe.checks.dnsserver import NXDOMAIN, serve_in_thread
+    from tests.schedules.daemonproc import write_config
+
+    db = tmp_path / "probe.db"
+    with serve_in_thread({"gone.test": NXDOMAIN, "control.test": NXDOMAIN}) as dns:
+        config = write_config(tmp_path / "c.toml", resolver=dns.spec, domains=["gone.test"], db=db)
+        result = probe(
+            "check", "gone.test", "--config", str(config), "--resolver", dns.spec,
+            "--control-resolver", dns.spec, "--control-domain", "control.test", "--timeout", "1",
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr  # the control site fails too: offline
+    with Store.open(f"sqlite:///{db}") as store:
+        rows = list(store.iter_rows(MeasurementFilter()))
+    assert [(r.domain, r.verdict) for r in rows] == [("gone.test", "offline")]
+    assert (rows[0].vantage.name, rows[0].vantage.country, rows[0].vantage.asn) == (
+        "test-vantage", "PK", 64500,
+    )
+
+
+def test_unstorable_results_are_printed_then_exit_4(tmp_path: Path) -> None:
+    from tests.probe.checks.dnsserver import NXDOMAIN, serve_in_thread
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with serve_in_thread({"gone.test": NXDOMAIN}) as dns:
+        result = probe(
+            "check", "gone.test", "--resolver", dns.spec, "--control-resolver", dns.spec,
+            "--control-domain", "gone.test", "--timeout", "1", "--json",
+            "--db", f"sqlite:///{blocker}/sub/probe.db",
+        )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert '"domain": "gone.test"' in result.stdout  # the measurement is not lost
+    assert result.stderr.startswith("probe: results printed but NOT stored")
+    assert result.stderr.count("\n") == 1

@@ -1,0 +1,231 @@
+"""``probe init``, ``probe config check``, ``probe run`` and ``probe status``: the
+scheduled probe on a VPS or a Raspberry Pi (see docs/deploy.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from probe.errors import UsageError
+
+if TYPE_CHECKING:
+    from probe.config import Config
+
+DEFAULT_CONFIG = "reachprobe.toml"
+CONFIG_ENV = "REACHPROBE_CONFIG"
+
+_CONFIG_OPTION = typer.Option(
+    DEFAULT_CONFIG,
+    "--config",
+    "-c",
+    envvar=CONFIG_ENV,
+    metavar="FILE",
+    help=f"Daemon config file (${CONFIG_ENV}); keys can be overridden by REACHPROBE_* variables.",
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="init")(init)
+    config_app = typer.Typer(name="config", help="Check the daemon configuration.")
+    config_app.command(name="check")(config_check)
+    app.add_typer(config_app)
+    app.command(name="run")(run)
+    app.command(name="status")(status)
+
+
+def init(
+    path: str = typer.Argument(DEFAULT_CONFIG, metavar="[FILE]", help="Where to write the config."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented daemon config to edit (default: ./reachprobe.toml)."""
+    from probe.config import example_config
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"{path} exists; use --force to overwrite it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(example_config(), "utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"wrote {path}: edit [vantage], then run `probe config check --config {path}`")
+
+
+def config_check(
+    config: str = _CONFIG_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the effective config as JSON."),
+) -> None:
+    """Validate the config (syntax, keys, values, targets); exit 2 on the first error."""
+    from probe.config import describe, load_config, resolve_targets
+
+    loaded = load_config(config)
+    if as_json:
+        typer.echo(json.dumps(describe(loaded), indent=2, default=str))
+        return
+    targets = resolve_targets(loaded)
+    schedule = loaded.schedule
+    typer.echo(
+        f"{config}: ok: {len(targets)} targets ({', '.join(t.domain for t in targets)}), "
+        f"every {schedule.interval_s:g} s + up to {schedule.jitter_s:g} s jitter, "
+        f"metrics {'on ' + str(loaded.metrics.listen) if loaded.metrics.listen else 'off'}"
+    )
+
+
+def run(config: str = _CONFIG_OPTION) -> None:
+    """Check every configured target on its schedule until SIGTERM/SIGINT."""
+    from probe.config import load_config
+    from schedules.daemon import run as run_daemon
+
+    loaded = load_config(config)
+    _journal_logging()
+    raise typer.Exit(run_daemon(loaded))
+
+
+def status(
+    config: str = _CONFIG_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    health: bool = typer.Option(
+        False,
+        "--health",
+        help="Print nothing; exit 0 if the daemon runs and no target is overdue, else 1 "
+        "(for container health checks; does not open the database).",
+    ),
+) -> None:
+    """Show the daemon's state, each target's last result and its next run."""
+    from probe.config import load_config
+
+    loaded = load_config(config)
+    if health:
+        from schedules.daemon import health_problem
+
+        problem = health_problem(loaded)
+        if problem:
+            typer.echo(f"unhealthy: {problem}", err=True)
+            raise typer.Exit(1)
+        return
+    report = _status(loaded)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    daemon = report["daemon"]
+    line = "running" if daemon["running"] else "not running"
+    if daemon["running"] and daemon["started_at"]:
+        line += f" since {daemon['started_at']} (pid {daemon['pid']})"
+    elif daemon["stopped_at"]:
+        line += f", stopped {daemon['stopped_at']}"
+    typer.echo(f"daemon: {line}; state {daemon['state_file']}")
+    header = ("TARGET", "LAST MEASUREMENT", "VERDICT", "BLOCKING", "LAST RUN", "NEXT RUN")
+    rows = [header]
+    for t in report["targets"]:
+        last_run = t["last_outcome"] or "-"
+        if t["last_outcome"] == "failed" and t["last_error"]:
+            last_run = f"failed: {t['last_error']}"
+        rows.append(
+            (
+                t["domain"],
+                t["measured_at"] or "never",
+                t["verdict"] or "-",
+                ",".join(t["blocking"]) or "-",
+                last_run,
+                t["next_run"] or "-",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header) - 1)]
+    for r in rows:
+        cells = [str(c).ljust(w) for c, w in zip(r, widths, strict=False)]
+        typer.echo("  ".join([*cells, str(r[-1])]).rstrip())
+
+
+def _status(config: Config) -> dict[str, Any]:
+    from probe.config import resolve_targets
+    from probe.observations import rfc3339
+    from schedules.daemon import is_running, state_path
+    from schedules.state import StateFile
+    from storage.records import MeasurementFilter
+    from storage.store import Store
+
+    def when(value: Any) -> str | None:
+        return rfc3339(value) if value is not None else None
+
+    path = state_path(config)
+    state = StateFile(path).load()
+    targets = []
+    with Store.open(config.storage.url) as store:
+        for target in resolve_targets(config):
+            row = next(store.iter_rows(MeasurementFilter(domain=target.domain, limit=1)), None)
+            t = state.targets.get(target.domain)
+            targets.append(
+                {
+                    "domain": target.domain,
+                    "platform": target.platform,
+                    "measured_at": when(row.started_at) if row else None,
+                    "verdict": row.verdict if row else None,
+                    "blocking": list(row.blocking) if row else [],
+                    "measurement": row.id if row else None,
+                    "last_outcome": t.last_outcome if t else None,
+                    "last_error": t.last_error if t else None,
+                    "interrupted": t.interrupted if t else 0,
+                    "failed": t.failed if t else 0,
+                    "next_run": when(t.next_run) if t else None,
+                }
+            )
+    running = is_running(config)
+    return {
+        "daemon": {
+            "running": running,
+            "pid": state.pid if running else None,
+            "started_at": when(state.started_at),
+            "stopped_at": when(state.stopped_at),
+            "state_file": str(path),
+        },
+        "targets": targets,
+    }
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<PRIORITY>logger: message`` under systemd, which adds time and unit
+    itself (SyslogLevelPrefix); ISO time and level elsewhere (docker logs)."""
+
+    _PRIORITY = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def __init__(self, journal: bool) -> None:
+        fmt = (
+            "%(name)s: %(message)s"
+            if journal
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        super().__init__(fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if self.journal:
+            priority = self._PRIORITY.get(record.levelno, 6)
+            # One journal entry per line: keep tracebacks in one entry's lines.
+            return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+        return text
+
+
+def _journal_logging() -> None:
+    verbose = logging.getLogger().level <= logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # APScheduler logs every run and alembic every migration step at INFO;
+    # our own lines already say what matters.
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

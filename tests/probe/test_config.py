@@ -1,0 +1,189 @@
+"""probe.config: the template, errors with file:line and key, environment overrides, CLI exits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probe.config import example_config, load_config, parse_config, parse_duration
+from probe.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = """\
+[vantage]
+name = "pi-lahore"
+country = "pk"
+asn = "AS17557"
+
+[targets]
+platforms = []
+domains = ["a.example", "https://b.example/path"]
+
+[schedule]
+interval = "30s"
+jitter = 5
+"""
+
+
+def test_template_is_valid_and_gives_the_documented_defaults() -> None:
+    config = parse_config(example_config(), "t.toml", env={})
+    assert config.vantage.name == "my-probe"
+    assert config.vantage.country is None and config.vantage.asn is None
+    assert config.targets.platforms == ("x",)
+    assert config.schedule.interval_s == 15 * 60
+    assert config.schedule.jitter_s == 60
+    assert config.storage.url is None and config.storage.retention_days == 0
+    assert config.metrics.address is None
+    assert config.checks.resolver is None and config.checks.control_resolvers is None
+
+
+def test_values_are_normalised() -> None:
+    config = parse_config(MINIMAL, "c.toml", env={})
+    assert config.vantage.country == "PK"
+    assert config.vantage.asn == 17557
+    assert config.targets.domains == ("a.example", "https://b.example/path")
+    assert (config.schedule.interval_s, config.schedule.jitter_s) == (30, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15m", 900), ("90s", 90), ("1h30m", 5400), ("250ms", 0.25), (12, 12), ("2.5", 2.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "m", "", "1h 2q", True, [1]])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def _error(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "c.toml", env=env or {})
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_syntax_error_names_the_line() -> None:
+    text = MINIMAL + "\n[metrics]\nlisten = 127.0.0.1:9816\n"
+    line = text.splitlines().index("listen = 127.0.0.1:9816") + 1
+    assert _error(text).startswith(f"c.toml:{line}: syntax error: ")
+
+
+def test_wrong_type_names_key_and_line() -> None:
+    text = MINIMAL.replace('name = "pi-lahore"', "name = 42")
+    assert _error(text) == "c.toml:2: key 'vantage.name': expected a string, got an integer"
+
+
+def test_bad_value_names_key_and_line() -> None:
+    text = MINIMAL.replace('interval = "30s"', 'interval = "half an hour"')
+    message = _error(text)
+    assert message.startswith("c.toml:11: key 'schedule.interval': expected a duration")
+
+
+def test_unknown_key_and_section() -> None:
+    assert _error(MINIMAL + "intervall = 5\n").startswith(
+        "c.toml:13: key 'schedule.intervall': unknown key"
+    )
+    assert _error(MINIMAL + "[sheduel]\n").startswith("c.toml:13: key 'sheduel': unknown section")
+
+
+def test_semantic_errors() -> None:
+    assert _error(MINIMAL.replace("jitter = 5", "jitter = 30")).startswith(
+        "c.toml:12: key 'schedule.jitter': must be shorter than schedule.interval"
+    )
+    assert "unknown platform 'myspace'" in _error(
+        MINIMAL.replace("platforms = []", 'platforms = ["myspace"]')
+    )
+    bad_domain = _error(MINIMAL.replace('"a.example", ', '"not a domain", '))
+    assert bad_domain.startswith("c.toml:8: key 'targets.domains': invalid domain")
+    no_targets = MINIMAL.replace(
+        'domains = ["a.example", "https://b.example/path"]', "domains = []"
+    )
+    assert "no targets" in _error(no_targets)
+    resolver = _error(MINIMAL + '[checks]\nresolver = "dns.google"\n')
+    assert resolver.startswith("c.toml:14: key 'checks.resolver': invalid resolver")
+    listen = _error(MINIMAL + '[metrics]\nlisten = "9816"\n')
+    assert listen.startswith("c.toml:14: key 'metrics.listen': expected HOST:PORT")
+    assert "required" in _error(MINIMAL.replace('name = "pi-lahore"\n', ""))
+
+
+def test_environment_overrides_the_file() -> None:
+    env = {
+        "REACHPROBE_SCHEDULE_INTERVAL": "2m",
+        "REACHPROBE_TARGETS_DOMAINS": "c.example, d.example",
+        "REACHPROBE_VANTAGE_ASN": "64500",
+        "REACHPROBE_METRICS_LISTEN": "127.0.0.1:0",
+        "REACHPROBE_STORAGE_URL": "sqlite:////data/probe.db",
+        "UNRELATED": "x",
+    }
+    config = parse_config(MINIMAL, "c.toml", env=env)
+    assert config.schedule.interval_s == 120
+    assert config.targets.domains == ("c.example", "d.example")
+    assert config.vantage.asn == 64500
+    assert config.metrics.address == ("127.0.0.1", 0)
+    assert config.storage.url == "sqlite:////data/probe.db"
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    message = _error(MINIMAL, {"REACHPROBE_CHECKS_CONCURRENCY": "many"})
+    assert message == (
+        "environment REACHPROBE_CHECKS_CONCURRENCY: key 'checks.concurrency': "
+        "expected an integer, got 'many'"
+    )
+    semantic = _error(MINIMAL, {"REACHPROBE_SCHEDULE_JITTER": "1h"})
+    assert semantic.startswith("environment REACHPROBE_SCHEDULE_JITTER: key 'schedule.jitter'")
+
+
+def test_load_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml", env={})
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary, env={})
+
+
+def _probe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "probe", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_init_then_check_then_bad_config(tmp_path: Path) -> None:
+    done = _probe("init", "conf/probe.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "conf" / "probe.toml"
+    assert written.read_text() == example_config()
+    again = _probe("init", "conf/probe.toml", cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+    ok = _probe("config", "check", "--config", str(written), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "7 targets" in ok.stdout and "x.com" in ok.stdout
+
+    written.write_text(example_config().replace('interval = "15m"', 'interval = "soon"'))
+    line = (
+        written.read_text()
+        .splitlines()
+        .index(next(s for s in written.read_text().splitlines() if s.startswith("interval =")))
+        + 1
+    )
+    for command in (("config", "check"), ("run",), ("status",)):
+        bad = _probe(*command, "-c", str(written), cwd=tmp_path)
+        assert bad.returncode == 2, (command, bad.stderr)
+        assert bad.stderr.startswith(f"probe: {written}:{line}: key 'schedule.interval': ")
+        assert "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
