@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 
 from probe.observations import rfc3339
 from storage.models import measurements, vantages
@@ -38,7 +38,7 @@ v = vantages.c
 # Free-text columns may hold anything a network, an operator or an imported
 # file said, so they are checked for formulas; the others hold closed
 # vocabularies (UUIDs, Status/Method/Trigger/Failure values) or numbers.
-_CORE: tuple[tuple[str, ColumnElement[Any], bool], ...] = (
+CORE_SOURCES: tuple[tuple[str, ColumnElement[Any], bool], ...] = (
     ("id", m.id, False),
     ("started_at", m.started_at, False),
     ("vantage", v.name, True),
@@ -67,8 +67,8 @@ _CORE: tuple[tuple[str, ColumnElement[Any], bool], ...] = (
     ("probe_version", m.probe_version, True),
     ("classifier_version", m.classifier_version, True),
 )
-CORE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _CORE)
-_TEXT_INDEXES = tuple(i for i, (_, _, text) in enumerate(_CORE) if text)
+CORE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in CORE_SOURCES)
+_TEXT_INDEXES = tuple(i for i, (_, _, text) in enumerate(CORE_SOURCES) if text)
 _STARTED_AT = CORE_COLUMNS.index("started_at")
 
 
@@ -121,17 +121,41 @@ def export_csv(
     """Write matching measurements, oldest first, to ``out``; returns the row count.
 
     ``extra`` defaults to the columns of every registered provider.
-    ``out`` should be opened with ``newline=""``.
+    ``out`` should be opened with ``newline=""``.  SQLite takes a faster
+    path (storage.export_sqlite) that writes exactly the same bytes.
     """
     columns = (
         list(extra)
         if extra is not None
         else [c for provider in _providers for c in provider(store)]
     )
-    stmt = apply_filter(
-        select(*(column.label(name) for name, column, _ in _CORE)).join(vantages), f, True
+    if store.database.is_sqlite:
+        from storage.export_sqlite import export_sqlite
+
+        return export_sqlite(store, out, f, columns, progress)
+    return export_generic(store, out, f, columns, progress)
+
+
+def export_generic(
+    store: Store,
+    out: TextIO,
+    f: MeasurementFilter,
+    extra: Sequence[CsvColumn],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """The backend-neutral export: SQLAlchemy rows through :func:`write_csv`."""
+    return write_csv(store.stream(core_select(f)), out, extra, progress)
+
+
+def core_select(f: MeasurementFilter) -> Select[Any]:
+    """The core columns, labelled with their CSV names, filtered and oldest first."""
+    return apply_filter(
+        select(*(column.label(name) for name, column, _ in CORE_SOURCES)).join(vantages), f, True
     )
-    return write_csv(store.stream(stmt), out, columns, progress)
+
+
+def write_header(out: TextIO, extra: Sequence[CsvColumn] = ()) -> None:
+    csv.writer(out).writerow([*CORE_COLUMNS, *(c.name for c in extra)])
 
 
 def write_csv(
@@ -141,25 +165,11 @@ def write_csv(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write rows carrying the core values (in :data:`CORE_COLUMNS` order)."""
+    write_header(out, extra)
     writer = csv.writer(out)
-    writer.writerow([*CORE_COLUMNS, *(c.name for c in extra)])
-    text_indexes = _TEXT_INDEXES
-    unsafe = FORMULA_START
-    started_at = _STARTED_AT
     count = 0
     for record in records:
-        cells = list(record)
-        # started_at is UTC (storage.models.UTCDateTime); isoformat is much
-        # faster than strftime and gives the same text as rfc3339().
-        cells[started_at] = (
-            cells[started_at].replace(tzinfo=None).isoformat("T", "milliseconds") + "Z"
-        )
-        # Stored text is already free of NULs and lone surrogates
-        # (storage.text.clean_text runs on every insert); only formulas remain.
-        for i in text_indexes:
-            cell = cells[i]
-            if cell and cell[0] in unsafe:  # inlined spreadsheet_safe: the hot loop
-                cells[i] = "'" + cell
+        cells = core_cells(record)
         for column in extra:
             cells.append(format_cell(column.value(record)))
         writer.writerow(cells)
@@ -167,6 +177,29 @@ def write_csv(
         if progress is not None and count % PROGRESS_EVERY == 0:
             progress(count)
     return count
+
+
+def core_cells(
+    record: Iterable[Any],
+    *,
+    _text_indexes: tuple[int, ...] = _TEXT_INDEXES,
+    _unsafe: str = FORMULA_START,
+    _started_at: int = _STARTED_AT,
+) -> list[Any]:
+    """The core cells of one row as written (before CSV quoting)."""
+    cells = list(record)
+    # started_at is UTC (storage.models.UTCDateTime); isoformat is much
+    # faster than strftime and gives the same text as rfc3339().
+    cells[_started_at] = (
+        cells[_started_at].replace(tzinfo=None).isoformat("T", "milliseconds") + "Z"
+    )
+    # Stored text is already free of NULs and lone surrogates
+    # (storage.text.clean_text runs on every insert); only formulas remain.
+    for i in _text_indexes:
+        cell = cells[i]
+        if cell and cell[0] in _unsafe:  # inlined spreadsheet_safe: the hot loop
+            cells[i] = "'" + cell
+    return cells
 
 
 def format_cell(value: object) -> object:

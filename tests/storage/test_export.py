@@ -7,8 +7,10 @@ import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
 from storage import MeasurementFilter, Store, Vantage
 from storage.export import CORE_COLUMNS, CsvColumn, CsvRecord, export_csv, register_columns
@@ -153,3 +155,153 @@ def test_progress_is_reported(store: Store, monkeypatch: pytest.MonkeyPatch) -> 
     seen: list[int] = []
     assert len(_export(store, extra=[], progress=seen.append)) == 5
     assert seen == [2, 4]
+
+
+# --------------------------------------------------------- SQLite fast path
+#
+# storage.export_sqlite formats most of each row inside SQLite; whatever it
+# writes must be byte for byte what the generic (SQLAlchemy) path writes.
+
+HOSTILE = (
+    'a, "quoted"\r\nsecond line\x00 and \udcff bytes',
+    '"',
+    '""',
+    "",
+    ",",
+    "\n",
+    "trailing\r",
+    "=SUM(A1:A9)",
+    "+1",
+    "-1",
+    "@cmd",
+    "\tTab",
+    "\rCR",
+    '"=quoted formula"',
+    "sep\x1finside",
+    "rs\x1einside",
+    "ünïcödé ✓ 中文",
+    "plain title",
+)
+
+
+def _both(store: Store, f: MeasurementFilter = ALL_MEASUREMENTS) -> tuple[str, str]:
+    from storage.export import export_generic
+
+    generic, fast = io.StringIO(newline=""), io.StringIO(newline="")
+    n_generic = export_generic(store, generic, f, [])
+    n_fast = export_csv(store, fast, f, extra=[])
+    assert n_generic == n_fast
+    return generic.getvalue(), fast.getvalue()
+
+
+def _raw_update(store: Store, sql: str, *params: object) -> None:
+    def run(conn: Connection) -> None:
+        conn.exec_driver_sql(sql, params)
+
+    store.database.write(run)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path}/fast.db") as s:
+        yield s
+
+
+@pytest.mark.parametrize("batch", [2000, 3])
+def test_sqlite_fast_path_writes_the_generic_bytes(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    from storage import export_sqlite
+
+    monkeypatch.setattr(export_sqlite, "BATCH", batch)  # mixes plain and unusual batches
+    store = sqlite_store
+    for i, text in enumerate(HOSTILE):
+        when = F.START + i * HOUR
+        vantage = Vantage(name=f"v{i % 3}", country="PK", asn=17557, network="PTCL")
+        store.save(F.blocked_sni(title=text, started_at=when), F.BLOCKED, vantage)
+        store.save(F.accessible(started_at=when + dt.timedelta(seconds=1)), F.ACCESSIBLE, F.VANTAGE)
+    # Free text in other columns, negative numbers, odd floats (SQLite keeps
+    # -0.0 as 0, but a memo of float text must still not mix the two up).
+    hostile_vantage = Vantage(name="-cmd", country=None, asn=-1, network='net, "x"\n')
+    obs = dataclasses.replace(
+        F.blocked_sni(title=None, started_at=F.START - HOUR),
+        input="https://x.com/?a=1,b",
+        duration_ms=-3.5,
+    )
+    hostile_id = store.save(obs, F.BLOCKED, hostile_vantage)
+    for value, ident in ((0.0, "a"), (-0.0, "b"), (1e16, "c"), (1e-7, "d"), (0.1 + 0.2, "e")):
+        row = store.save(
+            F.accessible(started_at=F.START + dt.timedelta(days=1, seconds=ord(ident))),
+            F.ACCESSIBLE,
+            F.VANTAGE,
+        )
+        _raw_update(
+            store, "UPDATE measurements SET tcp_ms = ?, tls_ms = ? WHERE id = ?", value, value, row
+        )
+    _raw_update(store, "UPDATE measurements SET blocking = ? WHERE id = ?", "a\x1fb", hostile_id)
+
+    generic, fast = _both(store)
+    assert generic == fast
+    assert len(list(csv.reader(io.StringIO(fast, newline="")))) == 2 * len(HOSTILE) + 7
+    assert "'=SUM(A1:A9)" in fast and '"\'-cmd"' not in fast and "'-cmd" in fast
+    assert ",0.0,0.0," in fast and ",1e+16,1e+16," in fast and ",1e-07,1e-07," in fast
+    for f in (
+        MeasurementFilter(verdict="blocked"),
+        MeasurementFilter(since=F.START, until=F.START + 5 * HOUR, limit=4),
+        MeasurementFilter(vantage="v1", domain="x.com"),
+    ):
+        generic, fast = _both(store, f)
+        assert generic == fast and fast.count("\r\n") > 1
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2024-02-17 22:00:00.123+05",  # an offset: SQLAlchemy converts it to UTC
+        "2024-02-17 17:05:00",  # no fraction
+        "2024-02-17T17:05:00.987654",  # another separator
+        "2024-W07-6 17:05:00.000000",  # an ISO week date, same length as ours
+    ],
+)
+def test_sqlite_fast_path_defers_odd_stored_times(sqlite_store: Store, stored: str) -> None:
+    store = sqlite_store
+    for i in range(3):
+        store.save(F.accessible(started_at=F.START + i * HOUR), F.ACCESSIBLE, F.VANTAGE)
+    odd = store.save(F.blocked_sni(started_at=F.START + 9 * HOUR), F.BLOCKED, F.VANTAGE)
+    _raw_update(store, "UPDATE measurements SET started_at = ? WHERE id = ?", stored, odd)
+    generic, fast = _both(store)
+    assert generic == fast
+    assert odd in fast
+
+
+def test_sqlite_fast_path_streams_in_batches(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are written batch by batch while the query runs, never all at once."""
+    from storage import export_sqlite
+
+    monkeypatch.setattr(export_sqlite, "BATCH", 2)
+    for i in range(7):
+        sqlite_store.save(F.accessible(started_at=F.START + i * HOUR), F.ACCESSIBLE, F.VANTAGE)
+    writes: list[int] = []
+
+    class Recorder(io.StringIO):
+        def write(self, s: str) -> int:
+            writes.append(s.count("\r\n"))
+            return super().write(s)
+
+    out = Recorder(newline="")
+    assert export_csv(sqlite_store, out, extra=[]) == 7
+    assert writes == [1, 2, 2, 2, 1]  # header, then one write per batch
+
+
+def test_sqlite_extra_columns_use_the_generic_rows(sqlite_store: Store) -> None:
+    from storage.export import export_generic
+
+    sqlite_store.save(F.blocked_sni(title="=t, x"), F.BLOCKED, F.VANTAGE)
+    extra = [CsvColumn("when", lambda r: r.started_at), CsvColumn("c", lambda r: r.country)]
+    generic, fast = io.StringIO(newline=""), io.StringIO(newline="")
+    export_generic(sqlite_store, generic, ALL_MEASUREMENTS, extra)
+    export_csv(sqlite_store, fast, extra=extra)
+    assert generic.getvalue() == fast.getvalue()
+    assert fast.getvalue().splitlines()[1].endswith(",2024-02-17T17:05:00.123Z,PK")
