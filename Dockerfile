@@ -28,7 +28,8 @@ COPY storage ./storage
 COPY collectors ./collectors
 COPY schedules ./schedules
 # All dependencies ship wheels for amd64 and arm64 (no compiler needed).
-RUN /opt/reachprobe/bin/pip install . \
+# The postgres extra: a vantage may store into a shared PostgreSQL (storage.url).
+RUN /opt/reachprobe/bin/pip install ".[postgres]" \
  && /opt/reachprobe/bin/probe --version
 
 # ---- runtime: the venv only, as an unprivileged user --------------------------
