@@ -149,9 +149,9 @@ def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> s
 def _headline(obs: DomainObservations, verdict: Verdict, colour: bool) -> str:
     status = verdict.status.value.upper()
     if colour:
-        import click
+        import typer  # typer vendors its own click: there may be no `click` to import
 
-        status = click.style(status, fg=_COLOURS[verdict.status], bold=True)
+        status = typer.style(status, fg=_COLOURS[verdict.status], bold=True)
     detail = ""
     if verdict.blocking:
         detail = "  " + ", ".join(m.value for m in verdict.blocking)
