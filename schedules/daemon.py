@@ -41,6 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 from probe.errors import StorageError, UsageError
 from schedules import jobs
 from schedules import state as st
+from schedules.spool import Spool
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -200,6 +201,7 @@ class Daemon:
                     targets=targets,
                     state=state,
                     metrics=metrics,
+                    spool=Spool(path.with_name(path.name + ".unsaved.jsonl")),
                     concurrency=config.checks.concurrency,
                 )
                 listener = None
@@ -330,7 +332,6 @@ class Daemon:
         days = self.config.storage.retention_days
         await asyncio.to_thread(jobs.retention_job, runner.store, days)
         runner.state.update(retention_last_run=jobs.utcnow())
-
 
 
 def _human(seconds: float) -> str:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from probe.targets import Target
     from probe.verdict import Verdict
     from schedules.metrics import Metrics
+    from schedules.spool import Spool
     from storage.records import Vantage
     from storage.store import Store
 
@@ -55,6 +56,7 @@ class Runner:
     targets: dict[str, Target]
     state: st.StateFile
     metrics: Metrics | None = None
+    spool: Spool | None = None  # where measurements go while the database refuses them
     concurrency: int = 2
     stopping: bool = False
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -83,6 +85,30 @@ async def check_job(runner: Runner, domain: str) -> None:
     runner.state.update_target(domain, next_run=runner.clock())
 
 
+def _save(runner: Runner, obs: DomainObservations, verdict: Verdict) -> str:
+    """Store one measurement, first importing any spooled ones (raises StorageError)."""
+    if runner.spool is not None and runner.spool.pending():
+        added = runner.spool.drain(runner.store)
+        log.info("stored %d spooled measurements from %s", added, runner.spool.path)
+    return runner.store.save(obs, verdict, runner.vantage)
+
+
+def _unstored(
+    runner: Runner, domain: str, obs: DomainObservations, verdict: Verdict, exc: StorageError
+) -> None:
+    """The database refused a measurement: keep it in the spool, and say so loudly."""
+    where = "NOT stored anywhere"
+    if runner.spool is not None:
+        try:
+            measurement = runner.spool.add(obs, verdict, runner.vantage)
+            where = f"kept as {measurement} in {runner.spool.path} until the database is back"
+        except OSError as spool_exc:
+            where = f"NOT stored anywhere (spool {runner.spool.path}: {spool_exc.strerror})"
+    log.error("%s: database refused the measurement (%s); %s; verdict was %s",
+              domain, exc, where, verdict.status)  # fmt: skip
+    _failed(runner, domain, "storage", str(exc))
+
+
 async def _measure(runner: Runner, domain: str) -> None:
     from probe.check import check_targets
 
@@ -94,13 +120,11 @@ async def _measure(runner: Runner, domain: str) -> None:
     try:
         async for obs, verdict in check_targets([target], runner.options):
             try:
-                measurement = runner.store.save(obs, verdict, runner.vantage)
+                # In a thread: a locked SQLite file may block for its whole busy
+                # timeout, and the event loop is timing other checks meanwhile.
+                measurement = await asyncio.to_thread(_save, runner, obs, verdict)
             except StorageError as exc:
-                # The observations exist only in memory: say so loudly.
-                log.error(
-                    "%s: measurement NOT stored (%s): verdict was %s", domain, exc, verdict.status
-                )
-                _failed(runner, domain, "storage", str(exc))
+                _unstored(runner, domain, obs, verdict, exc)
                 return
             saved += 1
             blocking = ",".join(verdict.blocking)
