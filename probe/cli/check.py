@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from probe.observations import DomainObservations
     from probe.targets import Target
     from probe.verdict import Verdict
+    from storage import Store
     from storage.records import Vantage
 
 _CONTROL_DEFAULTS = "example.com, www.wikipedia.org, www.cloudflare.com"
@@ -94,15 +95,17 @@ def check(
         ca_bundle=ca_bundle,
         concurrency=concurrency,
     )
-    point, db = _vantage(config, vantage, db) if not no_store else (None, db)
-    results = _run(chosen, options, as_json=as_json)
-    storage_error = None if point is None else _store(results, db, point)
-    statuses = {v.status.value for _, v in results}
-    if storage_error is not None:
-        raise storage_error
+    sink = None if no_store else _Sink(*_vantage(config, vantage, db))
+    try:
+        statuses = _run(chosen, options, as_json=as_json, sink=sink)
+    finally:
+        if sink is not None:
+            sink.close()
+    if sink is not None and sink.error is not None:
+        raise sink.failure(len(statuses))
     if "blocked" in statuses:
         raise typer.Exit(int(ExitStatus.BLOCKED))
-    if statuses - {"accessible"}:
+    if set(statuses) - {"accessible"}:
         raise typer.Exit(int(ExitStatus.NOT_ACCESSIBLE))
 
 
@@ -124,9 +127,10 @@ def _targets(args: list[str], platform: str | None, list_file: str | None) -> li
 
 
 def _run(
-    targets: list[Target], options: CheckOptions, *, as_json: bool
-) -> list[tuple[DomainObservations, Verdict]]:
-    """Measure, printing each domain as soon as its verdict is known."""
+    targets: list[Target], options: CheckOptions, *, as_json: bool, sink: _Sink | None
+) -> list[str]:
+    """Measure, printing and storing each domain as soon as its verdict is
+    known (an interrupted list run keeps what it measured); returns the statuses."""
     import asyncio
     import json
 
@@ -135,13 +139,13 @@ def _run(
 
     colour = sys.stdout.isatty()
     progress = sys.stderr.isatty() and len(targets) > 1
-    results: list[tuple[DomainObservations, Verdict]] = []
+    statuses: list[str] = []
 
     async def go() -> None:
         async for obs, verdict in check_targets(targets, options):
-            results.append((obs, verdict))
+            statuses.append(verdict.status.value)
             if progress:
-                sys.stderr.write(f"\r\x1b[Kchecked {len(results)}/{len(targets)}")
+                sys.stderr.write(f"\r\x1b[Kchecked {len(statuses)}/{len(targets)}")
                 sys.stderr.flush()
             if as_json:
                 print(json.dumps(check_json(obs, verdict), ensure_ascii=False), flush=True)
@@ -149,13 +153,17 @@ def _run(
                 if progress:
                     sys.stderr.write("\r\x1b[K")
                 print(check_table(obs, verdict, colour=colour) + "\n", flush=True)
+            if sink is not None:
+                # In a thread: a locked database may block for its busy timeout
+                # while other domains are being timed on this event loop.
+                await asyncio.to_thread(sink.save, obs, verdict)
 
     try:
         asyncio.run(go())
     finally:
         if progress:
             sys.stderr.write("\r\x1b[K")
-    return results
+    return statuses
 
 
 def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vantage, str | None]:
@@ -178,17 +186,42 @@ def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vant
     return Vantage(name=name or socket.gethostname()), db
 
 
-def _store(
-    results: list[tuple[DomainObservations, Verdict]], db: str | None, point: Vantage
-) -> Exception | None:
-    """Store every result; on failure return the error so the output still stands."""
-    from probe.errors import StorageError
-    from storage import Store
+class _Sink:
+    """Stores each result as it comes; the first database error is kept and
+    reported at the end (after every result was printed), exit status 4."""
 
-    try:
-        with Store.open(db) as store:
-            for obs, verdict in results:
-                store.save(obs, verdict, point)
-    except StorageError as exc:
-        return StorageError(f"results printed but NOT stored: {exc}")
-    return None
+    def __init__(self, point: Vantage, db: str | None) -> None:
+        from probe.errors import StorageError
+
+        self.point = point
+        self.saved = 0
+        self.error: StorageError | None = None
+        self.store: Store | None = None
+        try:
+            from storage import Store
+
+            self.store = Store.open(db)
+        except StorageError as exc:
+            self.error = exc
+
+    def save(self, obs: DomainObservations, verdict: Verdict) -> None:
+        from probe.errors import StorageError
+
+        if self.store is None:
+            return
+        try:
+            self.store.save(obs, verdict, self.point)
+            self.saved += 1
+        except StorageError as exc:
+            self.error = self.error or exc
+
+    def failure(self, measured: int) -> Exception:
+        from probe.errors import StorageError
+
+        return StorageError(
+            f"results printed but {measured - self.saved} of {measured} NOT stored: {self.error}"
+        )
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()

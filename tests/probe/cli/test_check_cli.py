@@ -97,13 +97,15 @@ def test_check_stores_with_the_configs_vantage_and_database(tmp_path: Path) -> N
     with serve_in_thread({"gone.test": NXDOMAIN, "control.test": NXDOMAIN}) as dns:
         config = write_config(tmp_path / "c.toml", resolver=dns.spec, domains=["gone.test"], db=db)
         result = probe(
-            "check", "gone.test", "--config", str(config), "--resolver", dns.spec,
+            "check", "gone.test", "also.gone.test", "--config", str(config), "--resolver", dns.spec,
             "--control-resolver", dns.spec, "--control-domain", "control.test", "--timeout", "1",
         )  # fmt: skip
     assert result.returncode == 3, result.stderr  # the control site fails too: offline
     with Store.open(f"sqlite:///{db}") as store:
         rows = list(store.iter_rows(MeasurementFilter()))
-    assert [(r.domain, r.verdict) for r in rows] == [("gone.test", "offline")]
+    assert sorted((r.domain, r.verdict) for r in rows) == [
+        ("also.gone.test", "offline"), ("gone.test", "offline"),
+    ]  # fmt: skip
     assert (rows[0].vantage.name, rows[0].vantage.country, rows[0].vantage.asn) == (
         "test-vantage", "PK", 64500,
     )
@@ -122,5 +124,5 @@ def test_unstorable_results_are_printed_then_exit_4(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 4, result.stderr
     assert '"domain": "gone.test"' in result.stdout  # the measurement is not lost
-    assert result.stderr.startswith("probe: results printed but NOT stored")
+    assert result.stderr.startswith("probe: results printed but 1 of 1 NOT stored")
     assert result.stderr.count("\n") == 1
