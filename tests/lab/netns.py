@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -18,6 +20,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -39,6 +42,15 @@ def ns_argv(ns: str, argv: Sequence[str]) -> list[str]:
 
 def ns_run(ns: str, *argv: str, check: bool = True) -> str:
     return run(ns_argv(ns, argv), check=check)
+
+
+def die_with_parent() -> None:
+    """For a lab process: get SIGTERM when the process that started it dies, so a
+    killed test run cannot leave it behind (``ip netns exec`` execs, so the parent
+    is the lab's Python process)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        sys.exit(0)
 
 
 def call_in(ns: str, fn: Callable[[], T]) -> T:

@@ -16,11 +16,21 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tests.lab.topology import MIDDLEBOX_DNS, MIDDLEBOX_HTTP_PORT, MIDDLEBOX_TLS_PORT, Lab
+from tests.lab.topology import (
+    DELAY_QUEUE,
+    INJECTED_MARK,
+    MIDDLEBOX_DNS,
+    MIDDLEBOX_HTTP_PORT,
+    MIDDLEBOX_TLS_PORT,
+    Lab,
+)
 
 TARGET = "x.com"
 THROTTLE_MARK = "0x7a"
 THROTTLE_RATE = "20kb/s"  # hashlimit byte units: ~20 KB/s each way, per flow
+# how long the real A replies for the target are held: far beyond the injector's
+# reaction time (< 5 ms measured), far inside the probe's 300 ms listening window
+REAL_REPLY_DELAY_MS = 50
 
 
 @dataclass(frozen=True)
@@ -60,9 +70,11 @@ def sni_hex(name: str) -> str:
     return f"|00{len(name):04x}|{name}"
 
 
-def qname_hex(name: str) -> str:
-    """The DNS wire form of ``name``; it also matches subdomains, as DNS censors do."""
-    return "".join(f"|{len(label):02x}|{label}" for label in name.split(".")) + "|00|"
+def qname_hex(name: str, qtype: int | None = None) -> str:
+    """The DNS wire form of ``name`` (then ``qtype``, if given, as in a question); it
+    also matches subdomains, as DNS censors do."""
+    labels = "".join(f"|{len(label):02x}|{label}" for label in name.split("."))
+    return labels + ("|00|" if qtype is None else f"|00{qtype:04x}|")
 
 
 def _string(hex_string: str, *, icase: bool = False) -> list[str]:
@@ -113,6 +125,21 @@ def _dns_timeout(lab: Lab) -> None:
             "-j",
             "DROP",
         )
+
+
+def _dns_injection(lab: Lab) -> None:
+    """The injector forges x.com A answers (the blockpage address) for every resolver,
+    and the real replies, the resolvers being farther away than the censor's tap, come
+    later: in the lab the delayer holds them (the resolvers are microseconds away over
+    veth, and the Python injector lost about half of the races without it)."""
+    lab.start_injector([TARGET], lab.net.blockpage)
+    lab.start_delayer(REAL_REPLY_DELAY_MS)
+    lab.isp_rule(
+        "mangle", "RP-POST", "-o", "to-vantage", "-p", "udp", "--sport", "53",
+        "-m", "mark", "!", "--mark", hex(INJECTED_MARK),
+        *_string(qname_hex(TARGET, qtype=1), icase=True),  # the question for x.com A
+        "-j", "NFQUEUE", "--queue-num", str(DELAY_QUEUE), "--queue-bypass",
+    )  # fmt: skip
 
 
 def _tcp_blackhole(lab: Lab) -> None:
@@ -260,6 +287,18 @@ _SCENARIO_LIST = (
         "ISP dnsmasq forwards x.com to an upstream answering REFUSED",
         _rcode("REFUSED"),
         _blocked("dns.refused", trigger="dns"),
+        1,
+    ),
+    Scenario(
+        "dns_injection",
+        "on-path injector forges x.com A replies (the blockpage address) for every resolver;"
+        " the real replies arrive ~50 ms later",
+        _dns_injection,
+        # Exact: the control resolver's A query crosses the isp too and is injected, so
+        # it cannot vouch for any address; the forged blockpage address is a bogon here
+        # (10/8) without a valid certificate, hence judged bad, and fetching it by HTTP
+        # yields the blockpage. Whichever reply wins each race, the set is the same.
+        _blocked("dns.injection", "http.blockpage", trigger="dns"),
         1,
     ),
     Scenario(

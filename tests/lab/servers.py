@@ -189,9 +189,14 @@ def internet_nginx_conf(
     plain: Iterable[str],
     down: Iterable[str],
     cert: KeyPair,
+    catch_all: tuple[Sequence[str], Path] | None = None,
 ) -> Path:
     """The real sites: ``redirecting`` names send http:// to https:// (as X does),
-    ``plain`` names serve both schemes, ``down`` names answer 503 on both."""
+    ``plain`` names serve both schemes, ``down`` names answer 503 on both.
+
+    ``catch_all`` (addresses, certificate directory): any Host on those addresses gets
+    a small page naming the host, on both schemes, and TLS presents
+    ``<directory>/<SNI>.crt``, so every domain of a test list is a working site."""
     down_set = set(down)
     blocks: list[str] = []
     for site in [*redirecting, *plain]:
@@ -210,6 +215,18 @@ def internet_nginx_conf(
         f"    server {{ listen 443 ssl default_server; ssl_certificate {cert.cert_chain};"
         f" ssl_certificate_key {cert.key}; return 404; }}"
     )
+    if catch_all is not None:
+        addresses, certs = catch_all
+        listens = " ".join(f"listen {a}:80; listen {a}:443 ssl;" for a in addresses)
+        page = (
+            "<!DOCTYPE html>\\n<html><head><title>$host - reachprobe lab</title></head>\\n"
+            "<body><p>$host served by the reachprobe lab catch-all</p></body></html>\\n"
+        )
+        blocks.append(
+            f"    server {{ {listens} ssl_certificate {certs}/$ssl_server_name.crt;"
+            f" ssl_certificate_key {certs}/$ssl_server_name.key;"
+            f' location / {{ return 200 "{page}"; }} }}'
+        )
     conf = (
         _nginx_common(directory, "internet-nginx", 2) + "\n".join(blocks) + "\n" + default + "\n}\n"
     )
@@ -260,6 +277,30 @@ def start_middlebox(
 ) -> Process:
     argv = [sys.executable, "-m", "tests.lab.middlebox", *args]
     return wait_ready(spawn(ns, "middlebox", argv, directory), ns, tcp=ready_tcp, udp=ready_udp)
+
+
+def wait_logged(proc: Process, text: str, offset: int = 0, timeout: float = 10) -> Process:
+    """For a process with no port to probe (a sniffer): ready once its log, from byte
+    ``offset`` on (the log is appended to across restarts), says ``text``."""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in proc.log.read_bytes()[offset:]:
+        if not proc.alive():
+            raise LabError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise LabError(f"{proc.name} not ready after {timeout}s:\n{proc.log_tail()}")
+        time.sleep(0.02)
+    return proc
+
+
+def start_watcher(
+    ns: str, name: str, module: str, args: Sequence[str], ready: str, directory: Path
+) -> Process:
+    """A lab module with no port of its own (a sniffer, a queue), run as ``python -m``."""
+    log = directory / f"{name}.log"
+    offset = log.stat().st_size if log.exists() else 0
+    proc = spawn(ns, name, [sys.executable, "-m", module, *args], directory)
+    return wait_logged(proc, ready, offset)
 
 
 def host_records(hosts: Mapping[str, Sequence[str]]) -> list[str]:

@@ -23,6 +23,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from tests.lab import injector
 from tests.lab.conftest import require
 from tests.lab.netns import call_in
 from tests.lab.scenarios import SCENARIOS, applied
@@ -71,6 +72,33 @@ def resolve(lab: Lab, server: str, name: str) -> tuple[str, list[str]]:
         r.address for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
     ]
     return dns.rcode.to_text(reply.rcode()), sorted(addresses)
+
+
+def every_reply(lab: Lab, server: str, name: str, listen: float = 0.2) -> list[list[str]]:
+    """The sorted A addresses of every reply to ONE query, in arrival order, listening
+    ``listen`` seconds after the first (as the probe does, to catch injected replies)."""
+    query = dns.message.make_query(name, "A", use_edns=0)
+
+    def ask() -> list[list[str]]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((server, 53))  # only replies from the resolver's address:port
+            sock.settimeout(TIMEOUT)
+            sock.send(query.to_wire())
+            found: list[list[str]] = []
+            deadline = None
+            while deadline is None or time.monotonic() < deadline:
+                if deadline is not None:
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    reply = dns.message.from_wire(sock.recv(4096))
+                except TimeoutError:
+                    break
+                if query.is_response(reply):
+                    found.append(sorted(r.address for rr in reply.answer for r in rr))
+                    deadline = deadline or time.monotonic() + listen
+            return found
+
+    return call_in(lab.vantage, ask)
 
 
 def tls_context(cafile: Path) -> ssl.SSLContext:
@@ -181,6 +209,27 @@ def test_nothing_routes_outside_the_lab(clean_lab: Lab) -> None:
     assert connect(clean_lab, "192.0.2.1", 80) == "unreachable"
 
 
+def test_forged_dns_reply_is_a_valid_datagram() -> None:
+    """The injector's hand-built packet: a reply dnspython accepts for the query, and a
+    UDP checksum that verifies (the one's-complement sum over pseudo-header + UDP is 0)."""
+    query = dns.message.make_query("X.com", "A", use_edns=0)
+    question = query.to_wire()
+    parsed = injector.parse_query(injector.udp_packet("10.9.1.2", 4242, "10.9.1.1", 53, question))
+    assert parsed is not None and parsed[5:] == ("x.com", 1)
+    payload = injector.forge_reply(parsed[4], "10.9.3.80")
+    reply = dns.message.from_wire(payload)
+    assert query.is_response(reply)
+    assert [r.address for rr in reply.answer for r in rr] == ["10.9.3.80"]
+    packet = injector.udp_packet("10.9.1.1", 53, "10.9.1.2", 4242, payload)
+    udp = packet[20:]
+    pseudo = packet[12:20] + bytes([0, 17]) + len(udp).to_bytes(2, "big")
+    data = pseudo + udp + b"\0" * (len(udp) % 2)
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    assert total == 0xFFFF
+
+
 # ----- each scenario's mechanism -----------------------------------------------------
 def check_clean(lab: Lab) -> None:
     assert handshake(lab, first(lab, "x.com"), "x.com") == "ok"
@@ -213,6 +262,17 @@ def check_rcode(rcode: str) -> Callable[[Lab], None]:
         assert resolve(lab, lab.net.isp_resolver, "twitter.com")[0] == "NOERROR"
 
     return check
+
+
+def check_dns_injection(lab: Lab) -> None:
+    forged, real = [lab.net.blockpage], sorted(lab.addresses("x.com"))
+    for server in (lab.net.isp_resolver, lab.net.internet_resolver):
+        assert every_reply(lab, server, "x.com") == [forged, real], server  # forged first
+        assert every_reply(lab, server, "api.x.com") == [forged, sorted(lab.addresses("api.x.com"))]
+        assert every_reply(lab, server, "control.lab") == [sorted(lab.addresses("control.lab"))]
+    assert resolve(lab, lab.net.isp_resolver, "twitter.com")[1] == sorted(
+        lab.addresses("twitter.com")
+    )
 
 
 def check_tcp_blackhole(lab: Lab) -> None:
@@ -307,6 +367,7 @@ CHECKS: dict[str, Callable[[Lab], None]] = {
     "dns_timeout": check_dns_timeout,
     "dns_servfail": check_rcode("SERVFAIL"),
     "dns_refused": check_rcode("REFUSED"),
+    "dns_injection": check_dns_injection,
     "tcp_blackhole": check_tcp_blackhole,
     "tcp_reset": check_tcp_reset,
     "sni_reset": check_sni_reset,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,12 @@ class ProbeRun:
         return f"{head}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr[-3000:]}"
 
 
-def run_probe(lab: Lab, domains: tuple[str, ...], platform: str | None = None) -> ProbeRun:
-    """Run the probe; a domain reported twice is a contract violation, caught here."""
-    argv = lab.probe_argv(domains, platform=platform, timeout=TIMEOUT)
+def run_probe(
+    lab: Lab, domains: tuple[str, ...], platform: str | None = None, extra: Sequence[str] = ()
+) -> ProbeRun:
+    """Run the probe (``extra``: more options); a domain reported twice is a contract
+    violation, caught here."""
+    argv = [*lab.probe_argv(domains, platform=platform, timeout=TIMEOUT), *extra]
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT + 60, check=False)
     wall = time.monotonic() - start

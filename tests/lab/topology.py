@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab import servers
+from tests.lab import delayer, injector, servers
 from tests.lab.certs import LabPKI, create_pki
 from tests.lab.netns import LabError, ns_run, run
 from tests.lab.servers import Process
@@ -51,7 +51,12 @@ CHAINS = (
     ("filter", "RP-FWD", "FORWARD"),
     ("filter", "RP-IN", "INPUT"),
     ("nat", "RP-PRE", "PREROUTING"),
+    ("mangle", "RP-POST", "POSTROUTING"),
 )
+# NFQUEUE number whose packets the delayer holds (rules add --queue-bypass)
+DELAY_QUEUE = 7
+# SO_MARK of the injector's forged packets, so rules can tell them from real ones
+INJECTED_MARK = 0x1D
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Addressing:
     blockpage: str  # the ISP's blockpage server
     internet_prefix: str  # everything behind the internet namespace
     hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> IPv4 addresses
+    catch_all: tuple[str, ...] = ()  # the catch-all site (used only when the lab has one)
 
     @classmethod
     def plan(cls, octet: int) -> Addressing:
@@ -87,6 +93,7 @@ class Addressing:
             blockpage=f"{net}.3.80",
             internet_prefix=f"{net}.128.0/17",
             hosts=hosts,
+            catch_all=(f"{net}.130.10", f"{net}.130.11"),
         )
 
 
@@ -99,7 +106,13 @@ class Lab:
     """
 
     def __init__(
-        self, run_id: str, directory: Path, net: Addressing, pki: LabPKI, sites: Path
+        self,
+        run_id: str,
+        directory: Path,
+        net: Addressing,
+        pki: LabPKI,
+        sites: Path,
+        catch_all: Sequence[str] = (),
     ) -> None:
         self.run_id = run_id
         self.directory = directory
@@ -109,6 +122,7 @@ class Lab:
         self.vantage = f"{run_id}-vantage"
         self.isp = f"{run_id}-isp"
         self.internet = f"{run_id}-internet"
+        self.catch_all = tuple(catch_all)  # names the catch-all site has a certificate for
         self.processes: dict[str, Process] = {}
         self.isp_overrides: tuple[str, ...] = ()  # current poison of the ISP resolver
         self.web_down: tuple[str, ...] = ()  # names currently answering 503
@@ -165,8 +179,11 @@ class Lab:
     def start_internet_resolver(self) -> None:
         self.stop("internet-dnsmasq")
         # --local=/#/: answer only from the records, NXDOMAIN for unknown names and
-        # NODATA for AAAA, as an authoritative server would
+        # NODATA for AAAA, as an authoritative server would; with a catch-all site,
+        # unknown names get its addresses instead (AAAA still NODATA)
         records = [*servers.host_records(self.net.hosts), "--local=/#/"]
+        if self.catch_all:
+            records += [f"--address=/#/{address}" for address in self.net.catch_all]
         self._replace(
             servers.start_dnsmasq(
                 self.internet,
@@ -199,8 +216,10 @@ class Lab:
             plain=CONTROL_NAMES,
             down=down,
             cert=self.pki.server,
+            catch_all=(self.net.catch_all, self.pki.catch_all) if self.pki.catch_all else None,
         )
         ready = [f"{self.net.hosts['x.com'][0]}:443", f"{self.net.hosts['control.lab'][0]}:80"]
+        ready += [f"{a}:443" for a in self.net.catch_all if self.catch_all]
         self._replace(
             servers.start_nginx(self.internet, "internet-nginx", conf, self.directory, ready)
         )
@@ -223,6 +242,27 @@ class Lab:
         udp = [MIDDLEBOX_DNS] if "--dns" in args else []
         self._replace(servers.start_middlebox(self.isp, self.directory, args, tcp, udp))
 
+    def start_injector(self, names: Sequence[str], answer: str) -> None:
+        """Start the isp's on-path DNS injector (see :mod:`tests.lab.injector`): it
+        watches queries arriving from the vantage and races the resolvers with ``answer``."""
+        args = ["--interface", "to-vantage", "--answer", answer, "--mark", str(INJECTED_MARK)]
+        args += [arg for name in names for arg in ("--name", name)]
+        self._replace(
+            servers.start_watcher(
+                self.isp, "injector", "tests.lab.injector", args, injector.READY, self.directory
+            )
+        )
+
+    def start_delayer(self, delay_ms: float) -> None:
+        """Hold what the isp's rules send to NFQUEUE ``DELAY_QUEUE`` for ``delay_ms``
+        (see :mod:`tests.lab.delayer`): distance the veth links do not have."""
+        args = ["--queue", str(DELAY_QUEUE), "--delay-ms", f"{delay_ms:g}"]
+        self._replace(
+            servers.start_watcher(
+                self.isp, "delayer", "tests.lab.delayer", args, delayer.READY, self.directory
+            )
+        )
+
     # ----- the censor's packet filter --------------------------------------------
     def isp_rule(self, table: str, chain: str, *rule: str) -> None:
         ns_run(self.isp, "iptables", "-w", "-t", table, "-A", chain, *rule)
@@ -235,6 +275,8 @@ class Lab:
         """Back to the clean lab: whatever a scenario changed is undone."""
         self.flush_rules()
         self.stop("middlebox")
+        self.stop("injector")
+        self.stop("delayer")
         if not self.uplink_up:
             self.set_uplink(True)
         if self.isp_overrides:
@@ -353,7 +395,7 @@ def _build_network(lab: Lab) -> None:
     ]
     steps += [
         (lab.internet, "ip", "addr", "add", f"{a}/32", "dev", "lo")
-        for addrs in net.hosts.values()
+        for addrs in (*net.hosts.values(), net.catch_all)
         for a in addrs
     ]
     for ns, *argv in steps:
@@ -363,19 +405,26 @@ def _build_network(lab: Lab) -> None:
         ns_run(lab.isp, "iptables", "-w", "-t", table, "-A", parent, "-j", chain)
 
 
-def start_lab(prefix: str = "rp") -> Lab:
-    """Build the topology and start every server of the clean lab."""
+def start_lab(prefix: str = "rp", catch_all: Sequence[str] = ()) -> Lab:
+    """Build the topology and start every server of the clean lab.
+
+    ``catch_all`` (e.g. every domain of a test list) turns on the catch-all site: the
+    internet resolver answers any unknown name with its addresses, and it serves any
+    host with a certificate valid for these names. Off by default, so an unknown name
+    stays NXDOMAIN from both resolvers (a domain that does not exist, not a site with a
+    wrong certificate)."""
     _install_cleanup()
     run_id = f"{prefix}{secrets.token_hex(3)}"
     directory = Path(tempfile.mkdtemp(prefix=f"reachprobe-lab-{run_id}-"))
     net = Addressing.plan(16 + secrets.randbelow(224))
     try:
-        pki = create_pki(directory, LAB_NAMES)
+        extra = tuple(dict.fromkeys(n for n in catch_all if n not in LAB_NAMES))
+        pki = create_pki(directory, LAB_NAMES, extra)
         sites = servers.write_sites(directory, LAB_NAMES)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    lab = Lab(run_id, directory, net, pki, sites)
+    lab = Lab(run_id, directory, net, pki, sites, extra)
     _LIVE.append(lab)
     try:
         _build_network(lab)
@@ -390,8 +439,8 @@ def start_lab(prefix: str = "rp") -> Lab:
 
 
 @contextlib.contextmanager
-def running_lab(prefix: str = "rp") -> Iterator[Lab]:
-    lab = start_lab(prefix)
+def running_lab(prefix: str = "rp", catch_all: Sequence[str] = ()) -> Iterator[Lab]:
+    lab = start_lab(prefix, catch_all)
     try:
         yield lab
     finally:
