@@ -2,10 +2,12 @@
 
 Not a test: run by hand (python benchmarks/bench_storage.py [--rows N]) and
 record the figures in docs/benchmarks.md.  Each export runs in a fresh
-process so its peak RSS is not inflated by the seeding; the SQLite fast path
-is timed against the generic path (and their files compared) and with the
-timeline's extra columns.  Target: CSV export of >= 100,000 rows/s from
-SQLite in flat memory.
+process so its peak RSS is not inflated by the seeding.  The headline is
+``probe export csv``'s real path (export_csv with the registered timeline
+columns); the fast path without extra columns and the generic path are
+timed too, and the files of both paths compared.  The CPUs of this VM are
+shared, so each run also records its CPU time and the load average.
+Target: CSV export of >= 100,000 rows/s from SQLite in flat memory.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from storage.store import Store  # noqa: E402
 from tests.storage import factories  # noqa: E402
 
 SEED_BATCH = 10_000
+MODES = ("reported", "csv", "generic")  # see export_child
 DOMAINS = [f"site{i}.example" for i in range(50)] + ["x.com", "twitter.com", "t.co"]
 STATUSES = ["accessible"] * 6 + ["blocked"] * 3 + ["inconclusive"]
 
@@ -110,34 +113,49 @@ def seed(store: Store, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def load() -> float:
+    """1-minute load average: how busy the shared CPUs were."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def export_child(url: str, out: str, mode: str = "csv") -> None:
     """Runs in a fresh process: export everything, report time and memory as JSON.
 
-    ``mode``: "csv" is export_csv (the SQLite fast path), "generic" the
-    backend-neutral path it must match byte for byte, "reported" export_csv
-    with the timeline's reported-status columns, as ``probe export csv`` runs.
+    ``mode``: "reported" is export_csv as ``probe export csv`` runs it (the
+    timeline's reported-status columns registered), "csv" export_csv without
+    extra columns, "generic" / "generic-reported" the backend-neutral path
+    that must write the same bytes.
     """
     from storage import export
+    from storage.timeline import register_csv_columns, reported_csv_columns
 
     with Store.open(url) as store:
-        extra = None
         if mode == "reported":
-            from storage.timeline import register_csv_columns
-
             register_csv_columns()
-            extra = [c for provider in export._providers for c in provider(store)]
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        load_before = load()
         start = time.perf_counter()
         with open(out, "w", encoding="utf-8", newline="") as handle:
-            if mode == "generic":
-                rows = export.export_generic(store, handle, ALL_MEASUREMENTS, [])
+            if mode.startswith("generic"):
+                extra = reported_csv_columns(store) if mode == "generic-reported" else []
+                rows = export.export_generic(store, handle, ALL_MEASUREMENTS, extra)
+            elif mode == "reported":
+                rows = export.export_csv(store, handle)
             else:
-                rows = export.export_csv(store, handle, extra=extra)
+                rows = export.export_csv(store, handle, extra=[])
         seconds = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     print(
         json.dumps(
-            {"rows": rows, "seconds": seconds, "rss_before_kb": before, "rss_after_kb": after}
+            {
+                "rows": rows,
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "load": [load_before, load()],
+                "rss_before_kb": before.ru_maxrss,
+                "rss_after_kb": after.ru_maxrss,
+            }
         )
     )
 
@@ -152,6 +170,32 @@ def run_export(url: str, out: str, mode: str = "csv") -> dict[str, Any]:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     )
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median rate of several runs, with each run's rate, CPU-time rate and load."""
+    rates = [r["rows"] / r["seconds"] for r in runs]
+    return {
+        "rows_per_s": round(statistics.median(rates)),
+        "runs_rows_per_s": [round(r) for r in rates],
+        "runs_rows_per_cpu_s": [round(r["rows"] / r["cpu_seconds"]) for r in runs],
+        "runs_load": [max(r["load"]) for r in runs],
+        "peak_rss_mb": round(max(r["rss_after_kb"] for r in runs) / 1024, 1),
+        "rss_growth_mb": round(max(r["rss_after_kb"] - r["rss_before_kb"] for r in runs) / 1024, 1),
+    }
+
+
+def describe(label: str, s: dict[str, Any]) -> str:
+    runs = ", ".join(
+        f"{w:,} ({c:,}/CPU-s, load {lo:.1f})"
+        for w, c, lo in zip(
+            s["runs_rows_per_s"], s["runs_rows_per_cpu_s"], s["runs_load"], strict=True
+        )
+    )
+    return (
+        f"{label}: median {s['rows_per_s']:,} rows/s; runs {runs}; "
+        f"peak RSS {s['peak_rss_mb']:.0f} MB (+{s['rss_growth_mb']:.1f} MB during export)"
+    )
 
 
 def main() -> None:
@@ -175,30 +219,28 @@ def main() -> None:
         seed_rate = seed(store, args.rows)
         print(f"bulk seed: {seed_rate:,.0f} rows/s")
         total = store.count()
-    out = str(workdir / "export.csv")
-    generic_out = str(workdir / "export-generic.csv")
-    run_export(url, out)  # warm the page cache so every timed run reads the same way
-    # This VM's CPUs are shared: one run can be 30 % off, so time several and
-    # keep the median.
-    fast_runs = [run_export(url, out) for _ in range(args.runs)]
-    generic_runs = [run_export(url, generic_out, "generic") for _ in range(args.runs)]
-    identical = filecmp.cmp(out, generic_out, shallow=False)
-    reported = run_export(url, generic_out, "reported")
-    rates = sorted(r["rows"] / r["seconds"] for r in fast_runs)
-    generic_rates = sorted(r["rows"] / r["seconds"] for r in generic_runs)
-    export = fast_runs[0]
-    export_rate = statistics.median(rates)
-    peak_kb = max(r["rss_after_kb"] for r in fast_runs)
-    growth_mb = max(r["rss_after_kb"] - r["rss_before_kb"] for r in fast_runs) / 1024
-    print(
-        f"CSV export: {export['rows']:,} rows, median {export_rate:,.0f} rows/s "
-        f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}); "
-        f"peak RSS {peak_kb / 1024:.0f} MB (+{growth_mb:.1f} MB during export)"
+    files = {mode: str(workdir / f"export-{mode}.csv") for mode in MODES}
+    run_export(url, files["csv"])  # warm the page cache so every timed run reads the same way
+    # This VM's CPUs are shared: one run can be 30 % off, so time several
+    # (interleaved, so a busy minute hurts every mode alike) and keep the median.
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    for _ in range(args.runs):
+        for mode in MODES:
+            runs[mode].append(run_export(url, files[mode], mode))
+    generic_reported = run_export(url, str(workdir / "generic-reported.csv"), "generic-reported")
+    identical = filecmp.cmp(files["csv"], files["generic"], shallow=False)
+    identical_reported = filecmp.cmp(
+        files["reported"], str(workdir / "generic-reported.csv"), shallow=False
     )
+    stats = {mode: summary(r) for mode, r in runs.items()}
+    rows = runs["reported"][0]["rows"]
+    print(describe("probe export csv (reported-status columns)", stats["reported"]))
+    print(describe("export_csv, no extra columns", stats["csv"]))
+    print(describe("generic path, no extra columns", stats["generic"]))
     print(
-        f"generic path: median {statistics.median(generic_rates):,.0f} rows/s "
-        f"(output identical: {identical}); with reported-status columns: "
-        f"{reported['rows'] / reported['seconds']:,.0f} rows/s"
+        f"generic path with the reported columns: "
+        f"{rows / generic_reported['seconds']:,.0f} rows/s; "
+        f"identical output: {identical} (core), {identical_reported} (reported)"
     )
     results = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -207,19 +249,16 @@ def main() -> None:
         "rows": total,
         "save_per_s": round(save_rate),
         "seed_rows_per_s": round(seed_rate),
-        "export_rows": export["rows"],
+        "export_rows": rows,
         "export_runs": args.runs,
-        "export_rows_per_s": round(export_rate),
-        "export_rows_per_s_runs": [round(r) for r in rates],
-        "export_peak_rss_mb": round(peak_kb / 1024, 1),
-        "export_rss_growth_mb": round(growth_mb, 1),
-        "export_generic_rows_per_s": round(statistics.median(generic_rates)),
-        "export_generic_rows_per_s_runs": [round(r) for r in generic_rates],
-        "export_generic_identical": identical,
-        "export_reported_rows_per_s": round(reported["rows"] / reported["seconds"]),
-        "export_reported_peak_rss_mb": round(reported["rss_after_kb"] / 1024, 1),
+        "export_reported": stats["reported"],
+        "export_plain": stats["csv"],
+        "export_generic": stats["generic"],
+        "export_generic_reported_rows_per_s": round(rows / generic_reported["seconds"]),
+        "export_identical": identical,
+        "export_reported_identical": identical_reported,
         "database_mb": round(path.stat().st_size / 2**20),
-        "csv_mb": round(Path(out).stat().st_size / 2**20),
+        "csv_mb": round(Path(files["reported"]).stat().st_size / 2**20),
     }
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -4,8 +4,10 @@ The core columns are read straight from the summary columns with one lean
 query (no ORM objects, no JSON decoding), streamed in batches, so a million
 rows export in constant memory.  Other features add columns without editing
 this module: :func:`register_columns` takes a provider that, given the
-store, returns extra :class:`CsvColumn` objects computed from the core values
-of each row (see docs/data-format.md).
+store, returns extra columns computed from the core values of each row (see
+docs/data-format.md): a :class:`CsvColumn` reads the whole row, a
+:class:`CsvColumnGroup` declares the few core fields its cells depend on, so
+the SQLite fast path can select just those and keep its speed.
 
 Cells are untrusted text: formula-looking text cells are prefixed with a
 quote (spreadsheet formula injection), NULs and undecodable characters are
@@ -18,7 +20,7 @@ import csv
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeAlias
 
 from sqlalchemy import ColumnElement, Select, select
 
@@ -95,7 +97,37 @@ class CsvColumn:
     value: Callable[[CsvRecord], object]
 
 
-ColumnProvider = Callable[[Store], Sequence[CsvColumn]]
+@dataclass(frozen=True)
+class CsvColumnGroup:
+    """Extra columns computed together from a few named core values.
+
+    ``values(*core values of fields)`` returns a tuple of one value per name
+    (formatted like a :class:`CsvColumn` value).  Declaring the fields lets
+    the SQLite fast path fetch only those instead of building a whole
+    :class:`CsvRecord` per row; tuples made only of ``str`` and ``None`` are
+    assumed to format the same way every time (the fast path memoises their
+    text), so ``values`` should return the same tuples for recurring cells.
+    """
+
+    names: tuple[str, ...]
+    fields: tuple[str, ...]
+    values: Callable[..., tuple[object, ...]]
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.fields if name not in CORE_COLUMNS]
+        if unknown or not self.names:
+            raise ValueError(f"CSV column group {self.names}: unknown fields {unknown}")
+
+    def row_values(self, record: CsvRecord) -> tuple[object, ...]:
+        """The group's values for one row (checked: a wrong shape would shift columns)."""
+        values = self.values(*[getattr(record, name) for name in self.fields])
+        if type(values) is not tuple or len(values) != len(self.names):
+            raise TypeError(f"CSV column group {self.names} returned {values!r}")
+        return values
+
+
+ExtraColumns: TypeAlias = CsvColumn | CsvColumnGroup
+ColumnProvider = Callable[[Store], Sequence[ExtraColumns]]
 _providers: list[ColumnProvider] = []
 
 
@@ -115,14 +147,15 @@ def export_csv(
     out: TextIO,
     f: MeasurementFilter = ALL_MEASUREMENTS,
     *,
-    extra: Sequence[CsvColumn] | None = None,
+    extra: Sequence[ExtraColumns] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write matching measurements, oldest first, to ``out``; returns the row count.
 
     ``extra`` defaults to the columns of every registered provider.
     ``out`` should be opened with ``newline=""``.  SQLite takes a faster
-    path (storage.export_sqlite) that writes exactly the same bytes.
+    path (storage.export_sqlite) that writes exactly the same bytes, unless
+    an extra :class:`CsvColumn` needs whole rows.
     """
     columns = (
         list(extra)
@@ -140,7 +173,7 @@ def export_generic(
     store: Store,
     out: TextIO,
     f: MeasurementFilter,
-    extra: Sequence[CsvColumn],
+    extra: Sequence[ExtraColumns],
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """The backend-neutral export: SQLAlchemy rows through :func:`write_csv`."""
@@ -154,14 +187,32 @@ def core_select(f: MeasurementFilter) -> Select[Any]:
     )
 
 
-def write_header(out: TextIO, extra: Sequence[CsvColumn] = ()) -> None:
-    csv.writer(out).writerow([*CORE_COLUMNS, *(c.name for c in extra)])
+def extra_names(extra: Sequence[ExtraColumns]) -> list[str]:
+    """The headers of the extra columns, in order."""
+    return [
+        name for c in extra for name in (c.names if isinstance(c, CsvColumnGroup) else (c.name,))
+    ]
+
+
+def write_header(out: TextIO, extra: Sequence[ExtraColumns] = ()) -> None:
+    csv.writer(out).writerow([*CORE_COLUMNS, *extra_names(extra)])
+
+
+def extra_cells(record: CsvRecord, extra: Sequence[ExtraColumns]) -> list[object]:
+    """The extra cells of one row as written (before CSV quoting)."""
+    cells: list[object] = []
+    for column in extra:
+        if isinstance(column, CsvColumnGroup):
+            cells += map(format_cell, column.row_values(record))
+        else:
+            cells.append(format_cell(column.value(record)))
+    return cells
 
 
 def write_csv(
     records: Iterable[Any],
     out: TextIO,
-    extra: Sequence[CsvColumn] = (),
+    extra: Sequence[ExtraColumns] = (),
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write rows carrying the core values (in :data:`CORE_COLUMNS` order)."""
@@ -170,8 +221,8 @@ def write_csv(
     count = 0
     for record in records:
         cells = core_cells(record)
-        for column in extra:
-            cells.append(format_cell(column.value(record)))
+        if extra:
+            cells += extra_cells(record, extra)
         writer.writerow(cells)
         count += 1
         if progress is not None and count % PROGRESS_EVERY == 0:

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING
 from storage.records import MeasurementRow, TimelineEvent
 
 if TYPE_CHECKING:
-    from storage.export import CsvColumn, CsvRecord
+    from storage.export import CsvColumnGroup
     from storage.store import Store
 
 ALL_PLATFORMS = "*"
+_bisect_right = bisect.bisect_right
 BLOCKING_KINDS = frozenset({"block", "partial", "shutdown"})
 TRANSIENT_KINDS = frozenset({"disruption"})
 RESTORE_KINDS = frozenset({"restore"})
@@ -113,6 +114,11 @@ class ReportedTimeline:
     def at(self, when: dt.datetime) -> Reported:
         return Reported(self.status_at(when), self.last_event_at(when))
 
+    def changes(self) -> tuple[dt.datetime, ...]:
+        """Sorted instants where :meth:`at` may change; it is constant between them."""
+        bounds = set(self._event_moments).union(*self._windows)
+        return tuple(sorted(bounds))
+
     def transitions(self) -> tuple[tuple[dt.datetime, ReportedStatus], ...]:
         """Instants where the persistent status changes (disruptions excluded)."""
         out: list[tuple[dt.datetime, ReportedStatus]] = []
@@ -173,23 +179,54 @@ def annotate(
         yield row, index.for_row(row)
 
 
-def reported_csv_columns(store: Store) -> list[CsvColumn]:
+Cells = tuple[str, str, str]
+
+
+def _cells(reported: Reported) -> Cells:
+    by_name = reported_columns(reported)
+    return (by_name["reported_status"], by_name["last_event_date"], by_name["last_event"])
+
+
+class ReportedCells:
+    """:data:`REPORTED_COLUMNS` for (country, platform, instant), as a step function.
+
+    The export asks for every row; :meth:`ReportedIndex.at` builds a
+    :class:`Reported` and three strings each time (~10 us).  The answer only
+    changes at the few instants of :meth:`ReportedTimeline.changes`, so the
+    cells valid from each of them are made once per (country, platform) and a
+    row costs one ``bisect`` (and returns the same tuple objects, which the
+    SQLite export memoises as text).
+    """
+
+    def __init__(self, index: ReportedIndex) -> None:
+        self._index = index
+        self._steps: dict[tuple[str | None, str | None], tuple[list[dt.datetime], list[Cells]]] = {}
+
+    def __call__(self, country: str | None, platform: str | None, when: dt.datetime) -> Cells:
+        steps = self._steps.get((country, platform))
+        if steps is None:
+            steps = self._steps[(country, platform)] = self._build(country, platform)
+        instants, cells = steps
+        return cells[_bisect_right(instants, when)]
+
+    def _build(
+        self, country: str | None, platform: str | None
+    ) -> tuple[list[dt.datetime], list[Cells]]:
+        """cells[i] holds from instants[i - 1] (inclusive) to instants[i]; cells[0] before all."""
+        unknown = _cells(Reported(ReportedStatus.UNKNOWN))
+        if not country or not platform:
+            return [], [unknown]
+        timeline = self._index.timeline(country, platform)
+        instants = list(timeline.changes())
+        return instants, [unknown, *(_cells(timeline.at(when)) for when in instants)]
+
+
+def reported_csv_columns(store: Store) -> list[CsvColumnGroup]:
     """CSV export provider: :data:`REPORTED_COLUMNS` for every exported row."""
-    from storage.export import CsvColumn
+    from storage.export import CsvColumnGroup
 
-    index = store_index(store)
-    last: list[tuple[object, dict[str, str]]] = []
-
-    def cells(record: CsvRecord) -> dict[str, str]:
-        if not last or last[0][0] is not record:  # computed once per row, not per column
-            reported = index.at(record.country, record.platform, record.started_at)
-            last[:] = [(record, reported_columns(reported))]
-        return last[0][1]
-
-    return [
-        CsvColumn(name, lambda record, name=name: cells(record)[name])  # type: ignore[misc]
-        for name in REPORTED_COLUMNS
-    ]
+    cells = ReportedCells(store_index(store))
+    return [CsvColumnGroup(REPORTED_COLUMNS, ("country", "platform", "started_at"), cells)]
 
 
 def register_csv_columns() -> None:

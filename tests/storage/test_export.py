@@ -13,8 +13,19 @@ import pytest
 from sqlalchemy import Connection
 
 from storage import MeasurementFilter, Store, Vantage
-from storage.export import CORE_COLUMNS, CsvColumn, CsvRecord, export_csv, register_columns
-from storage.records import ALL_MEASUREMENTS
+from storage.export import (
+    CORE_COLUMNS,
+    CsvColumn,
+    CsvColumnGroup,
+    CsvRecord,
+    ExtraColumns,
+    export_csv,
+    extra_names,
+    register_columns,
+)
+from storage.records import ALL_MEASUREMENTS, TimelineEvent
+from storage.text import spreadsheet_safe
+from storage.timeline import REPORTED_COLUMNS, ReportedIndex, reported_columns, reported_csv_columns
 from tests.storage import factories as F
 
 HOUR = dt.timedelta(hours=1)
@@ -184,14 +195,51 @@ HOSTILE = (
 )
 
 
-def _both(store: Store, f: MeasurementFilter = ALL_MEASUREMENTS) -> tuple[str, str]:
+def _both(
+    store: Store, f: MeasurementFilter = ALL_MEASUREMENTS, extra: list[ExtraColumns] | None = None
+) -> tuple[str, str]:
     from storage.export import export_generic
 
     generic, fast = io.StringIO(newline=""), io.StringIO(newline="")
-    n_generic = export_generic(store, generic, f, [])
-    n_fast = export_csv(store, fast, f, extra=[])
+    n_generic = export_generic(store, generic, f, extra or [])
+    n_fast = export_csv(store, fast, f, extra=extra or [])
     assert n_generic == n_fast
     return generic.getvalue(), fast.getvalue()
+
+
+def _odd_values(verdict: str, tcp_ms: float | None, asn: int | None) -> tuple[object, ...]:
+    """Values of every kind a group may return, some equal but formatted differently."""
+    one: object = 1 if asn == -1 else True  # 1 == True, yet "1" != "true"
+    return (one, tcp_ms, asn, None, "=" + verdict, f'a,"{verdict}"\n', "x\x1fy" * (asn == -1))
+
+
+ODD_GROUP = CsvColumnGroup(
+    ("one", "tcp", "asn2", "none", "formula", "quoted", "sep"),
+    ("verdict", "tcp_ms", "asn"),
+    _odd_values,
+)
+
+
+def _extra(kind: str, store: Store) -> list[ExtraColumns]:
+    """Extra columns that keep the SQLite fast path (groups) or leave it (a CsvColumn)."""
+    if kind == "none":
+        return []
+    if kind == "odd":
+        return [ODD_GROUP]
+    if kind == "reported":
+        return [*reported_csv_columns(store), ODD_GROUP]
+    return [ODD_GROUP, CsvColumn("country", lambda r: r.country)]
+
+
+@pytest.fixture
+def fast_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail if the SQLite export falls back to the generic path as a whole."""
+    from storage import export_sqlite
+
+    def refuse(*args: object, **kw: object) -> int:
+        raise AssertionError("generic path used")
+
+    monkeypatch.setattr(export_sqlite, "export_generic", refuse)
 
 
 def _raw_update(store: Store, sql: str, *params: object) -> None:
@@ -207,9 +255,10 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
+@pytest.mark.parametrize("kind", ["none", "odd", "reported", "mixed"])
 @pytest.mark.parametrize("batch", [2000, 3])
 def test_sqlite_fast_path_writes_the_generic_bytes(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, batch: int
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, batch: int, kind: str
 ) -> None:
     from storage import export_sqlite
 
@@ -240,17 +289,30 @@ def test_sqlite_fast_path_writes_the_generic_bytes(
         )
     _raw_update(store, "UPDATE measurements SET blocking = ? WHERE id = ?", "a\x1fb", hostile_id)
 
-    generic, fast = _both(store)
+    if kind != "mixed":
+        from storage import export_sqlite
+
+        monkeypatch.setattr(export_sqlite, "export_generic", None)  # must not be needed
+    extra = _extra(kind, store)
+    generic, fast = _both(store, extra=extra)
     assert generic == fast
-    assert len(list(csv.reader(io.StringIO(fast, newline="")))) == 2 * len(HOSTILE) + 7
+    rows = list(csv.reader(io.StringIO(fast, newline="")))
+    assert len(rows) == 2 * len(HOSTILE) + 7
+    assert {len(row) for row in rows} == {len(CORE_COLUMNS) + len(extra_names(extra))}
     assert "'=SUM(A1:A9)" in fast and '"\'-cmd"' not in fast and "'-cmd" in fast
     assert ",0.0,0.0," in fast and ",1e+16,1e+16," in fast and ",1e-07,1e-07," in fast
+    if kind != "none":
+        by_asn = {r["asn"]: r for r in csv.DictReader(io.StringIO(fast, newline=""))}
+        assert (by_asn["-1"]["one"], by_asn["-1"]["sep"]) == ("1", "x\x1fy")
+        assert (by_asn["17557"]["one"], by_asn["17557"]["sep"]) == ("true", "")
+        assert by_asn["-1"]["formula"] == "'=blocked"
+        assert by_asn["-1"]["quoted"] == 'a,"blocked"\n' and by_asn["-1"]["none"] == ""
     for f in (
         MeasurementFilter(verdict="blocked"),
         MeasurementFilter(since=F.START, until=F.START + 5 * HOUR, limit=4),
         MeasurementFilter(vantage="v1", domain="x.com"),
     ):
-        generic, fast = _both(store, f)
+        generic, fast = _both(store, f, extra)
         assert generic == fast and fast.count("\r\n") > 1
 
 
@@ -263,13 +325,16 @@ def test_sqlite_fast_path_writes_the_generic_bytes(
         "2024-W07-6 17:05:00.000000",  # an ISO week date, same length as ours
     ],
 )
-def test_sqlite_fast_path_defers_odd_stored_times(sqlite_store: Store, stored: str) -> None:
+@pytest.mark.parametrize("kind", ["none", "reported"])
+def test_sqlite_fast_path_defers_odd_stored_times(
+    sqlite_store: Store, stored: str, kind: str
+) -> None:
     store = sqlite_store
     for i in range(3):
         store.save(F.accessible(started_at=F.START + i * HOUR), F.ACCESSIBLE, F.VANTAGE)
     odd = store.save(F.blocked_sni(started_at=F.START + 9 * HOUR), F.BLOCKED, F.VANTAGE)
     _raw_update(store, "UPDATE measurements SET started_at = ? WHERE id = ?", stored, odd)
-    generic, fast = _both(store)
+    generic, fast = _both(store, extra=_extra(kind, store))
     assert generic == fast
     assert odd in fast
 
@@ -305,3 +370,95 @@ def test_sqlite_extra_columns_use_the_generic_rows(sqlite_store: Store) -> None:
     export_csv(sqlite_store, fast, extra=extra)
     assert generic.getvalue() == fast.getvalue()
     assert fast.getvalue().splitlines()[1].endswith(",2024-02-17T17:05:00.123Z,PK")
+
+
+def _event(
+    when: str, kind: str, title: str, country: str = "IR", platform: str = "x"
+) -> TimelineEvent:
+    moment = dt.datetime.fromisoformat(when)
+    time = moment.time() if len(when) > 10 else None
+    return TimelineEvent(moment.date(), country, platform, kind, title, "test", time=time)
+
+
+@pytest.mark.parametrize("batch", [2000, 2])
+def test_sqlite_fast_path_reported_columns_at_the_edges(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, fast_only: None, batch: int
+) -> None:
+    """The timeline's columns (as `probe export csv` adds them) on the fast path:
+    before the first event, exactly at event instants and window ends, a
+    microsecond before, platforms and countries without events, no country."""
+    from storage import export_sqlite
+
+    monkeypatch.setattr(export_sqlite, "BATCH", batch)
+    store = sqlite_store
+    store.add_events(
+        [
+            _event("2024-03-01T12:00:00", "block", '=cmd, "quoted"'),
+            _event("2024-03-12", "disruption", "one day"),
+            _event("2024-03-05T06:00:00", "statement", "context, only", platform="*"),
+            _event("2024-03-10T08:30:00.250000", "restore", "sep\x1finside"),
+        ]
+    )
+    pk = F.VANTAGE
+    ir = Vantage(name="tehran", country="IR", asn=58224, network="TCI")
+    de = Vantage(name="berlin", country="DE", asn=3320, network="DTAG")
+    nowhere = Vantage(name="unknown", country=None, asn=None, network=None)
+    us = dt.timedelta(microseconds=1)
+    pk_block = dt.datetime(2024, 2, 17, 17, 0, tzinfo=dt.UTC)  # built-in: 22:00 PKT
+    cases = [
+        (pk, "x", dt.datetime(2001, 1, 1, tzinfo=dt.UTC)),  # before any event
+        (pk, "x", pk_block - us),
+        (pk, "x", pk_block),
+        (pk, "youtube", pk_block),  # only the platform-wide events apply
+        (pk, None, pk_block),
+        (de, "x", pk_block),
+        (nowhere, "x", pk_block + us),
+    ]
+    for moment in (
+        "2024-03-01T11:59:59.999999",
+        "2024-03-01T12:00:00",
+        "2024-03-05T06:00:00",
+        "2024-03-10T08:30:00.249999",
+        "2024-03-10T08:30:00.250000",
+        "2024-03-12T00:00:00",
+        "2024-03-12T23:59:59.999999",
+        "2024-03-13T00:00:00",
+    ):
+        cases.append((ir, "x", dt.datetime.fromisoformat(moment).replace(tzinfo=dt.UTC)))
+    saved = {
+        store.save(F.accessible(started_at=when, platform=platform), F.ACCESSIBLE, vantage): (
+            vantage.country,
+            platform,
+            when,
+        )
+        for vantage, platform, when in cases
+    }
+
+    extra: list[ExtraColumns] = list(reported_csv_columns(store))
+    fast = io.StringIO(newline="")
+    export_csv(store, fast, extra=extra)
+    monkeypatch.undo()
+    generic, again = _both(store, extra=extra)
+    assert fast.getvalue() == generic == again
+
+    index = ReportedIndex(store.iter_events())
+    rows = list(csv.DictReader(io.StringIO(generic, newline="")))
+    assert len(rows) == len(cases)
+    for row in rows:
+        expected = reported_columns(index.at(*saved[row["id"]]))
+        assert [row[n] for n in REPORTED_COLUMNS] == [
+            spreadsheet_safe(expected[n]) for n in REPORTED_COLUMNS
+        ], saved[row["id"]]
+    by_time = {(r["vantage"], r["platform"], r["started_at"]): r for r in rows}
+    assert by_time["lahore-ptcl", "x", "2001-01-01T00:00:00.000Z"]["reported_status"] == "unknown"
+    assert by_time["lahore-ptcl", "x", "2024-02-17T16:59:59.999Z"]["reported_status"] == "restored"
+    assert by_time["lahore-ptcl", "x", "2024-02-17T17:00:00.000Z"]["reported_status"] == "blocked"
+    tehran = {r["started_at"]: r for r in rows if r["vantage"] == "tehran"}
+    assert tehran["2024-03-01T11:59:59.999Z"]["reported_status"] == "unknown"
+    assert tehran["2024-03-01T12:00:00.000Z"]["last_event"] == 'block: =cmd, "quoted"'
+    assert tehran["2024-03-05T06:00:00.000Z"]["last_event"] == "statement: context, only"
+    assert tehran["2024-03-10T08:30:00.249Z"]["reported_status"] == "blocked"
+    assert tehran["2024-03-10T08:30:00.250Z"]["last_event"] == "restore: sep\x1finside"
+    assert tehran["2024-03-12T23:59:59.999Z"]["reported_status"] == "blocked"
+    assert tehran["2024-03-13T00:00:00.000Z"]["reported_status"] == "restored"
+    assert by_time["unknown", "x", "2024-02-17T17:00:00.000Z"]["reported_status"] == "unknown"

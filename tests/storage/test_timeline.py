@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 from pathlib import Path
@@ -15,10 +16,12 @@ from storage.store import Store
 from storage.summary import measurement_row
 from storage.timeline import (
     REPORTED_COLUMNS,
+    ReportedCells,
     ReportedIndex,
     ReportedStatus,
     ReportedTimeline,
     register_csv_columns,
+    reported_columns,
     reported_csv_columns,
 )
 
@@ -159,3 +162,48 @@ def test_csv_export_gains_reported_columns(tmp_path: Path) -> None:
     assert rows[0]["last_event_date"] == "2024-02-08"  # the election-day mobile shutdown
     assert rows[1]["last_event_date"] == "2024-02-17"
     assert rows[1]["last_event"].startswith("block: X suspended")
+
+
+def test_reported_cells_match_the_index_at_every_change() -> None:
+    """The export's step function gives what ReportedIndex says, at each instant
+    where the answer may change, a microsecond either side, and far outside."""
+    events = [
+        *builtin_events(),
+        ev("2024-03-01", "block", "IR block", time=dt.time(12, 0)),
+        ev("2024-03-05", "disruption", "IR day"),
+        ev("2024-03-05", "statement", "IR context", platform="*", time=dt.time(6, 0)),
+        ev("2024-03-10", "restore", "IR restore", time=dt.time(8, 30, 0, 250000)),
+    ]
+    events[-4:] = [dataclasses.replace(e, country="IR") for e in events[-4:]]
+    index = ReportedIndex(events)
+    cells = ReportedCells(index)
+    us = dt.timedelta(microseconds=1)
+    keys = [("PK", "x"), ("PK", "youtube"), ("IR", "x"), ("DE", "x"), (None, "x"), ("PK", None)]
+    checked = 0
+    for country, platform in keys:
+        changes = index.timeline(country, platform).changes() if country and platform else ()
+        assert list(changes) == sorted(set(changes))
+        far = (at("1990-01-01T00:00"), at("2099-01-01T00:00"))
+        for moment in (*far, *changes, *(c - us for c in changes), *(c + us for c in changes)):
+            expected = reported_columns(index.at(country, platform, moment))
+            assert cells(country, platform, moment) == tuple(
+                expected[n] for n in REPORTED_COLUMNS
+            ), (country, platform, moment)
+            checked += 1
+    assert checked > 100
+    pk = index.timeline("PK", "x")
+    assert at("2024-02-17T17:00") in pk.changes()  # the block, 22:00 PKT
+    assert at("2024-01-21T00:00") in pk.changes()  # end of the 2024-01-20 disruption
+    # Recurring answers are the same objects (the SQLite export memoises their text).
+    assert cells("PK", "x", at("2024-03-01T00:00")) is cells("PK", "x", at("2024-03-02T00:00"))
+
+
+def test_reported_provider_is_a_column_group(tmp_path: Path) -> None:
+    """The CLI's provider declares its fields, so SQLite keeps the fast path."""
+    from storage.export import CsvColumnGroup
+
+    with Store.open(str(tmp_path / "db.sqlite")) as store:
+        (group,) = reported_csv_columns(store)
+    assert isinstance(group, CsvColumnGroup)
+    assert group.names == REPORTED_COLUMNS
+    assert group.fields == ("country", "platform", "started_at")
