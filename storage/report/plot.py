@@ -14,6 +14,7 @@ import datetime as dt
 import io
 from typing import Any
 
+from probe.errors import UsageError
 from storage.report.summary import Report, Series
 from storage.timeline import event_moment
 
@@ -49,8 +50,13 @@ def _hex(rgba: tuple[float, float, float, float]) -> str:
 
 def render_png(report: Report, *, dpi: int = 100) -> bytes:
     """The plot as PNG bytes (an explanatory placeholder plot when there is no data)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:  # an optional extra: a probe on a Pi rarely draws reports
+        raise UsageError(
+            "the PNG and HTML reports need matplotlib: pip install 'reachprobe[report]'"
+        ) from None
 
     panels = report.vantages[:MAX_PANELS]
     height = 1.2 + 2.0 * max(1, len(panels))

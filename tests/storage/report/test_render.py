@@ -54,3 +54,26 @@ def test_empty_report_renders() -> None:
     report = build_report([], builtin_events())
     assert render_png(report).startswith(PNG)
     assert "No measurements match" in render_html(report, None)
+
+
+def test_reports_without_matplotlib_fail_in_one_line(tmp_path: Path) -> None:
+    """matplotlib is the optional `report` extra: without it the terminal
+    summary still works and -o says what to install, in one line."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "  # as if it were not installed
+        "sys.argv = ['probe', 'report', '--db', sys.argv[1], '-o', sys.argv[2]]; "
+        "from probe.cli import main; main()"
+    )
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", code, db, str(tmp_path / "r.html")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "probe: the PNG and HTML reports need matplotlib: pip install 'reachprobe[report]'\n"
+    )
+    assert "Reachability report" in result.stdout
