@@ -169,25 +169,20 @@ def _host_reset(lab: Lab) -> None:
     )
 
 
+def _to_middlebox(lab: Lab, port: int, middlebox_port: int) -> None:
+    """Send the vantage's traffic to ``port`` through the isp's middlebox."""
+    lab.isp_rule(
+        "nat", "RP-PRE", "-i", "to-vantage", "-p", "tcp", "--dport", str(port),
+        "-j", "REDIRECT", "--to-ports", str(middlebox_port),
+    )  # fmt: skip
+
+
 def _http_blockpage(lab: Lab) -> None:
     page = str(lab.blockpage_file)
     lab.start_middlebox(
         ["--http", str(MIDDLEBOX_HTTP_PORT), "--block-host", TARGET, "--blockpage", page]
     )
-    lab.isp_rule(
-        "nat",
-        "RP-PRE",
-        "-i",
-        "to-vantage",
-        "-p",
-        "tcp",
-        "--dport",
-        "80",
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        str(MIDDLEBOX_HTTP_PORT),
-    )
+    _to_middlebox(lab, 80, MIDDLEBOX_HTTP_PORT)
 
 
 def _tls_intercept(lab: Lab) -> None:
@@ -204,20 +199,7 @@ def _tls_intercept(lab: Lab) -> None:
             str(rogue.key),
         ]
     )
-    lab.isp_rule(
-        "nat",
-        "RP-PRE",
-        "-i",
-        "to-vantage",
-        "-p",
-        "tcp",
-        "--dport",
-        "443",
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        str(MIDDLEBOX_TLS_PORT),
-    )
+    _to_middlebox(lab, 443, MIDDLEBOX_TLS_PORT)
 
 
 def _throttle(lab: Lab) -> None:
