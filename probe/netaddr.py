@@ -75,12 +75,18 @@ def is_bogon(address: str) -> bool:
     return any(ip in net for net in _BOGON_NETWORKS if net.version == ip.version)
 
 
-def is_dialable(address: str) -> bool:
-    """False for addresses the probe must never connect to (see module docstring)."""
+def is_dialable(address: str, *, allow_loopback: bool = False) -> bool:
+    """False for addresses the probe must never connect to (see module docstring).
+
+    ``allow_loopback`` admits loopback only, for tests whose servers run in
+    process; the CLI never sets it.
+    """
     ip = parse(address)
     if ip is None:
         return False
-    return not (ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local)
+    if ip.is_loopback:
+        return allow_loopback
+    return not (ip.is_unspecified or ip.is_multicast or ip.is_link_local)
 
 
 def endpoint_label(address: str, port: int) -> str:

@@ -205,7 +205,7 @@ async def fetch(
     ) -> HTTPObservation:
         return _observation(url, address, first, start, t0, failure, response, **extra)
 
-    if not (netaddr.is_dialable(address) or (allow_loopback and ip.is_loopback)):
+    if not netaddr.is_dialable(address, allow_loopback=allow_loopback):
         return observe(Failure.ADDRESS_UNUSABLE)
 
     redirects: list[Redirect] = []

@@ -54,14 +54,6 @@ def elapsed_ms(start: float) -> float:
     return (time.monotonic() - start) * 1000
 
 
-def may_dial(address: str, *, allow_loopback: bool = False) -> bool:
-    """``netaddr.is_dialable``, optionally widened to loopback for in-process tests."""
-    if netaddr.is_dialable(address):
-        return True
-    ip = netaddr.parse(address)
-    return allow_loopback and ip is not None and ip.is_loopback
-
-
 async def open_connection(address: str, port: int, timeout: float) -> Connection:
     """Dial without any policy check; raises like asyncio.open_connection.
 
@@ -86,7 +78,7 @@ async def connect(
     """
     start = time.monotonic()
     t_ms = (start - t0) * 1000
-    if not may_dial(address, allow_loopback=allow_loopback):
+    if not netaddr.is_dialable(address, allow_loopback=allow_loopback):
         return TCPObservation(address, port, t_ms, 0.0, Failure.ADDRESS_UNUSABLE), None
     try:
         conn = await open_connection(address, port, timeout)
