@@ -206,10 +206,26 @@ class _Deadline:
 
 
 async def _resolve_all(domain: str, run: _Plan, clock: _Deadline) -> tuple[DNSQuery, ...]:
+    return await _resolve(domain, _resolvers(run), run, clock, listen=True)
+
+
+async def _resolve(
+    domain: str,
+    resolvers: Sequence[tuple[Origin, Resolver]],
+    run: _Plan,
+    clock: _Deadline,
+    *,
+    listen: bool,
+) -> tuple[DNSQuery, ...]:
+    """A and AAAA from every resolver at once, within DNS's share of the deadline.
+
+    ``listen`` keeps each socket open a little after the first reply so that
+    injected replies show; control sites need only an answer.
+    """
     from probe.checks import dns
 
     timeout = max(0.1, min(clock.remaining() * DNS_SHARE, clock.remaining() - 0.1))
-    window = min(DNS_WINDOW, timeout / 4)
+    window = min(DNS_WINDOW, timeout / 4) if listen else 0.0
     jobs = [
         dns.query(
             resolver,
@@ -221,7 +237,7 @@ async def _resolve_all(domain: str, run: _Plan, clock: _Deadline) -> tuple[DNSQu
             window=window,
             ca_bundle=run.options.ca_bundle,
         )
-        for origin, resolver in _resolvers(run)
+        for origin, resolver in resolvers
         for qtype in ("A", "AAAA")
     ]
     return tuple(await asyncio.gather(*jobs))
@@ -276,7 +292,7 @@ async def _probe_endpoints(
     jobs: list[Awaitable[EndpointObservation]] = []
     compared_families: set[int] = set()
     for address, origins in addresses.items():
-        if not _dialable(address, run):
+        if not netaddr.is_dialable(address, allow_loopback=run.options.allow_loopback):
             for port in (443, 80):
                 jobs.append(_skipped(address, port, origins))
             continue
@@ -288,13 +304,6 @@ async def _probe_endpoints(
         jobs.append(_probe_https(domain, address, origins, run, clock, compare))
         jobs.append(_probe_http(domain, address, origins, run, clock))
     return tuple(await asyncio.gather(*jobs))
-
-
-def _dialable(address: str, run: _Plan) -> bool:
-    ip = netaddr.parse(address)
-    if run.options.allow_loopback and ip is not None and ip.is_loopback:
-        return True
-    return netaddr.is_dialable(address)
 
 
 async def _skipped(address: str, port: int, origins: tuple[Origin, ...]) -> EndpointObservation:
@@ -452,28 +461,16 @@ async def _check_control_site(domain: str, run: _Plan) -> ControlSiteObservation
     Light on purpose: it only has to tell "the vantage is online" apart
     from "the target is blocked".
     """
-    from probe.checks import dns, tls
+    from probe.checks import tls
 
     clock = _Deadline(time.monotonic(), run.options.timeout)
-    dns_timeout = max(0.1, clock.remaining() * DNS_SHARE)
-    queries = tuple(
-        await asyncio.gather(
-            *(
-                dns.query(
-                    run.resolver,
-                    domain,
-                    qtype,
-                    origin="vantage",
-                    timeout=dns_timeout,
-                    t0=clock.t0,
-                    window=0.0,
-                    ca_bundle=run.options.ca_bundle,
-                )
-                for qtype in ("A", "AAAA")
-            )
-        )
-    )
-    candidates = [a for q in queries for a in q.addresses if _dialable(a, run)]
+    queries = await _resolve(domain, [("vantage", run.resolver)], run, clock, listen=False)
+    candidates = [
+        a
+        for q in queries
+        for a in q.addresses
+        if netaddr.is_dialable(a, allow_loopback=run.options.allow_loopback)
+    ]
     tcp_obs: TCPObservation | None = None
     tls_obs: TLSObservation | None = None
     for address in candidates[:2]:
