@@ -82,13 +82,19 @@ def _query(q: DNSQuery) -> dict[str, Any]:
     return data
 
 
-def _endpoint(e: EndpointObservation) -> dict[str, Any]:
+def _where(e: EndpointObservation) -> dict[str, Any]:
     return {
         "address": e.address,
         "port": e.port,
         "origins": list(e.origins),
         "skipped": e.skipped.value if e.skipped else None,
         "tcp": _step(e.tcp),
+    }
+
+
+def _endpoint(e: EndpointObservation) -> dict[str, Any]:
+    return {
+        **_where(e),
         "tls": _step(e.tls),
         "tls_control_sni": _step(e.tls_control_sni),
         "http": _step(e.http),
@@ -98,11 +104,7 @@ def _endpoint(e: EndpointObservation) -> dict[str, Any]:
 
 def _plain(e: EndpointObservation) -> dict[str, Any]:
     return {
-        "address": e.address,
-        "port": e.port,
-        "origins": list(e.origins),
-        "skipped": e.skipped.value if e.skipped else None,
-        "tcp": _step(e.tcp),
+        **_where(e),
         "http": _step(e.http),
         "http_control_host": _step(e.http_control_host),
     }

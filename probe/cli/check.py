@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from probe.errors import ExitStatus, UsageError
+from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
     from probe.check import CheckOptions
@@ -191,8 +191,6 @@ class _Sink:
     reported at the end (after every result was printed), exit status 4."""
 
     def __init__(self, point: Vantage, db: str | None) -> None:
-        from probe.errors import StorageError
-
         self.point = point
         self.saved = 0
         self.error: StorageError | None = None
@@ -205,8 +203,6 @@ class _Sink:
             self.error = exc
 
     def save(self, obs: DomainObservations, verdict: Verdict) -> None:
-        from probe.errors import StorageError
-
         if self.store is None:
             return
         try:
@@ -216,8 +212,6 @@ class _Sink:
             self.error = self.error or exc
 
     def failure(self, measured: int) -> Exception:
-        from probe.errors import StorageError
-
         return StorageError(
             f"results printed but {measured - self.saved} of {measured} NOT stored: {self.error}"
         )
