@@ -7,7 +7,9 @@ process so its peak RSS is not inflated by the seeding.  The headline is
 columns); the fast path without extra columns and the generic path are
 timed too, and the files of both paths compared.  The CPUs of this VM are
 shared, so each run also records its CPU time and the load average.
-Target: CSV export of >= 100,000 rows/s from SQLite in flat memory.
+Target: CSV export of >= 100,000 rows/s from SQLite in flat memory.  The
+export runs with one process per CPU (at most 4), as ``probe export csv``
+does by default, and with ``--jobs 1``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from storage.store import Store  # noqa: E402
 from tests.storage import factories  # noqa: E402
 
 SEED_BATCH = 10_000
-MODES = ("reported", "csv", "generic")  # see export_child
+MODES = ("reported", "reported-1", "csv", "generic")  # see export_child
 DOMAINS = [f"site{i}.example" for i in range(50)] + ["x.com", "twitter.com", "t.co"]
 STATUSES = ["accessible"] * 6 + ["blocked"] * 3 + ["inconclusive"]
 
@@ -122,30 +124,39 @@ def export_child(url: str, out: str, mode: str = "csv") -> None:
     """Runs in a fresh process: export everything, report time and memory as JSON.
 
     ``mode``: "reported" is export_csv as ``probe export csv`` runs it (the
-    timeline's reported-status columns registered), "csv" export_csv without
-    extra columns, "generic" / "generic-reported" the backend-neutral path
-    that must write the same bytes.
+    timeline's reported-status columns registered, one process per CPU up to
+    4), "reported-1" the same in one process, "csv" export_csv without extra
+    columns (one process per CPU), "generic" / "generic-reported" the
+    backend-neutral path that must write the same bytes.  CPU time and peak
+    memory include the export's worker processes.
     """
     from storage import export
+    from storage.export_jobs import default_jobs
     from storage.timeline import register_csv_columns, reported_csv_columns
 
+    jobs = 1 if mode == "reported-1" else default_jobs()
     with Store.open(url) as store:
-        if mode == "reported":
+        if mode.startswith("reported"):
             register_csv_columns()
         before = resource.getrusage(resource.RUSAGE_SELF)
+        before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
         load_before = load()
         start = time.perf_counter()
         with open(out, "w", encoding="utf-8", newline="") as handle:
             if mode.startswith("generic"):
                 extra = reported_csv_columns(store) if mode == "generic-reported" else []
                 rows = export.export_generic(store, handle, ALL_MEASUREMENTS, extra)
-            elif mode == "reported":
-                rows = export.export_csv(store, handle)
+            elif mode.startswith("reported"):
+                rows = export.export_csv(store, handle, jobs=jobs)
             else:
-                rows = export.export_csv(store, handle, extra=[])
+                rows = export.export_csv(store, handle, extra=[], jobs=jobs)
         seconds = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(
+        (a.ru_utime + a.ru_stime) - (b.ru_utime + b.ru_stime)
+        for a, b in ((after, before), (children, before_children))
+    )
     print(
         json.dumps(
             {
@@ -153,8 +164,10 @@ def export_child(url: str, out: str, mode: str = "csv") -> None:
                 "seconds": seconds,
                 "cpu_seconds": cpu,
                 "load": [load_before, load()],
+                "jobs": jobs if not mode.startswith("generic") else 1,
                 "rss_before_kb": before.ru_maxrss,
                 "rss_after_kb": after.ru_maxrss,
+                "worker_rss_kb": children.ru_maxrss,
             }
         )
     )
@@ -180,7 +193,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs_rows_per_s": [round(r) for r in rates],
         "runs_rows_per_cpu_s": [round(r["rows"] / r["cpu_seconds"]) for r in runs],
         "runs_load": [max(r["load"]) for r in runs],
+        "jobs": runs[0]["jobs"],
         "peak_rss_mb": round(max(r["rss_after_kb"] for r in runs) / 1024, 1),
+        "worker_peak_rss_mb": round(max(r["worker_rss_kb"] for r in runs) / 1024, 1),
         "rss_growth_mb": round(max(r["rss_after_kb"] - r["rss_before_kb"] for r in runs) / 1024, 1),
     }
 
@@ -193,8 +208,9 @@ def describe(label: str, s: dict[str, Any]) -> str:
         )
     )
     return (
-        f"{label}: median {s['rows_per_s']:,} rows/s; runs {runs}; "
-        f"peak RSS {s['peak_rss_mb']:.0f} MB (+{s['rss_growth_mb']:.1f} MB during export)"
+        f"{label}, {s['jobs']} process(es): median {s['rows_per_s']:,} rows/s; runs {runs}; "
+        f"peak RSS {s['peak_rss_mb']:.0f} MB (+{s['rss_growth_mb']:.1f} MB during export), "
+        f"workers {s['worker_peak_rss_mb']:.0f} MB"
     )
 
 
@@ -229,18 +245,21 @@ def main() -> None:
             runs[mode].append(run_export(url, files[mode], mode))
     generic_reported = run_export(url, str(workdir / "generic-reported.csv"), "generic-reported")
     identical = filecmp.cmp(files["csv"], files["generic"], shallow=False)
+    identical_jobs = filecmp.cmp(files["reported"], files["reported-1"], shallow=False)
     identical_reported = filecmp.cmp(
         files["reported"], str(workdir / "generic-reported.csv"), shallow=False
     )
     stats = {mode: summary(r) for mode, r in runs.items()}
     rows = runs["reported"][0]["rows"]
     print(describe("probe export csv (reported-status columns)", stats["reported"]))
+    print(describe("probe export csv --jobs 1", stats["reported-1"]))
     print(describe("export_csv, no extra columns", stats["csv"]))
     print(describe("generic path, no extra columns", stats["generic"]))
     print(
         f"generic path with the reported columns: "
         f"{rows / generic_reported['seconds']:,.0f} rows/s; "
-        f"identical output: {identical} (core), {identical_reported} (reported)"
+        f"identical output: {identical} (core), {identical_reported} (reported), "
+        f"{identical_jobs} (one process and several)"
     )
     results = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -252,11 +271,13 @@ def main() -> None:
         "export_rows": rows,
         "export_runs": args.runs,
         "export_reported": stats["reported"],
+        "export_reported_one_process": stats["reported-1"],
         "export_plain": stats["csv"],
         "export_generic": stats["generic"],
         "export_generic_reported_rows_per_s": round(rows / generic_reported["seconds"]),
         "export_identical": identical,
         "export_reported_identical": identical_reported,
+        "export_jobs_identical": identical_jobs,
         "database_mb": round(path.stat().st_size / 2**20),
         "csv_mb": round(Path(files["reported"]).stat().st_size / 2**20),
     }

@@ -149,13 +149,16 @@ def export_csv(
     *,
     extra: Sequence[ExtraColumns] | None = None,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> int:
     """Write matching measurements, oldest first, to ``out``; returns the row count.
 
     ``extra`` defaults to the columns of every registered provider.
     ``out`` should be opened with ``newline=""``.  SQLite takes a faster
     path (storage.export_sqlite) that writes exactly the same bytes, unless
-    an extra :class:`CsvColumn` needs whole rows.
+    an extra :class:`CsvColumn` needs whole rows; there a large export may
+    be split over up to ``jobs`` processes (storage.export_jobs), again
+    with the same bytes.
     """
     columns = (
         list(extra)
@@ -165,8 +168,30 @@ def export_csv(
     if store.database.is_sqlite:
         from storage.export_sqlite import export_sqlite
 
-        return export_sqlite(store, out, f, columns, progress)
+        return export_sqlite(store, out, f, columns, progress, jobs)
     return export_generic(store, out, f, columns, progress)
+
+
+class Progress:
+    """Tells ``report`` each multiple of :data:`PROGRESS_EVERY` the row count passes."""
+
+    def __init__(self, report: Callable[[int], None] | None) -> None:
+        self.report = report
+        self.done = 0
+
+    def add(self, rows: int) -> None:
+        self.reach(self.done + rows)
+
+    def reach(self, done: int) -> None:
+        """The count is now ``done`` (never less than before)."""
+        before = self.done
+        if done <= before:
+            return
+        self.done = done
+        if self.report is not None:
+            every = PROGRESS_EVERY
+            for passed in range(before - before % every + every, done + 1, every):
+                self.report(passed)
 
 
 def export_generic(

@@ -40,12 +40,13 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, Float, Integer, Select, String, func, literal_column, select
 from sqlalchemy.sql.expression import ColumnClause
 
-from storage import export
+from storage.database import Database
 from storage.export import (
     CORE_COLUMNS,
     CORE_SOURCES,
     CsvColumnGroup,
     ExtraColumns,
+    Progress,
     core_cells,
     core_select,
     export_generic,
@@ -96,33 +97,57 @@ def export_sqlite(
     f: MeasurementFilter,
     extra: Sequence[ExtraColumns],
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> int:
-    """:func:`storage.export.export_csv` on SQLite."""
+    """:func:`storage.export.export_csv` on SQLite (``jobs``: see storage.export_jobs)."""
     groups = [c for c in extra if isinstance(c, CsvColumnGroup)]
     if len(groups) != len(extra):
         # A CsvColumn reads whole rows (CsvRecord); SQLAlchemy builds those.
         return export_generic(store, out, f, extra, progress)
     db = store.database
     write_header(out, groups)
+    counter = Progress(progress)
+    if jobs > 1:
+        from storage.export_jobs import export_split
+
+        count = export_split(db, out, f, groups, counter, jobs)
+        if count is not None:
+            return count
+    with db.reading() as conn:
+        return write_rows(db, conn, out, f, groups, counter.add)
+
+
+def write_rows(
+    db: Database,
+    conn: Connection,
+    out: TextIO,
+    f: MeasurementFilter,
+    groups: Sequence[CsvColumnGroup],
+    counted: Callable[[int], None],
+    started: Callable[[], None] | None = None,
+) -> int:
+    """Write the CSV rows (no header) of ``f``, one batch at a time; returns their number.
+
+    ``counted`` hears each batch's row count; ``started`` is called once the
+    query has begun, i.e. once this connection's snapshot of the database is taken.
+    """
     stmt = _line_select(f, groups)
     floats = _FloatText({"": ""})
     extras = _Extras(groups) if groups else None
     count = 0
-    with db.reading() as conn:
-        cursor = conn.execute(stmt).cursor
+    cursor = conn.execute(stmt).cursor
+    try:
+        if started is not None:
+            started()
         cursor.arraysize = BATCH
-        try:
-            for batch in iter(cursor.fetchmany, []):
-                out.write(_format_batch(batch, conn, floats, extras))
-                before, count = count, count + len(batch)
-                if progress is not None:
-                    every = export.PROGRESS_EVERY
-                    for done in range(before - before % every + every, count + 1, every):
-                        progress(done)
-        except sqlite3.Error as exc:
-            raise db.error(exc) from exc
-        finally:
-            cursor.close()
+        for batch in iter(cursor.fetchmany, []):
+            out.write(_format_batch(batch, conn, floats, extras))
+            count += len(batch)
+            counted(len(batch))
+    except sqlite3.Error as exc:
+        raise db.error(exc) from exc
+    finally:
+        cursor.close()
     return count
 
 

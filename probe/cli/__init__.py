@@ -80,6 +80,8 @@ def main() -> None:
         raise
     except Exception as exc:  # the last line of defence: a bug, not a user error
         _last_resort(exc)
+    if status == ExitStatus.INTERRUPTED:  # typer turns Ctrl-C into a silent exit status
+        fail("interrupted", ExitStatus.INTERRUPTED)
     raise SystemExit(status if isinstance(status, int) else 0)
 
 

@@ -53,6 +53,16 @@ VerdictOption = Annotated[
     ),
 ]
 Limit = Annotated[int | None, typer.Option(min=1, help="At most this many measurements.")]
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Processes for a large SQLite export (default: one per CPU, at most 4; "
+        "1: a single process).",
+    ),
+]
 Output = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
 ]
@@ -181,16 +191,18 @@ def export_csv(
     country: Country = None,
     verdict: VerdictOption = None,
     limit: Limit = None,
+    jobs: Jobs = None,
 ) -> None:
     """Export measurements as CSV, oldest first (columns: docs/data-format.md)."""
     from storage import export
+    from storage.export_jobs import default_jobs
     from storage.timeline import register_csv_columns
 
     register_csv_columns()  # reported_status, last_event_date, last_event
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
     with _open(db) as store, _output(output) as out:
-        count = export.export_csv(store, out, f, progress=_progress())
+        count = export.export_csv(store, out, f, progress=_progress(), jobs=jobs or default_jobs())
     _done(count)
 
 

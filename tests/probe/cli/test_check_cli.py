@@ -107,7 +107,9 @@ def test_check_stores_with_the_configs_vantage_and_database(tmp_path: Path) -> N
         ("also.gone.test", "offline"), ("gone.test", "offline"),
     ]  # fmt: skip
     assert (rows[0].vantage.name, rows[0].vantage.country, rows[0].vantage.asn) == (
-        "test-vantage", "PK", 64500,
+        "test-vantage",
+        "PK",
+        64500,
     )
 
 

@@ -4,7 +4,8 @@ import datetime as dt
 from collections import Counter
 
 from collectors.timeline import builtin_events
-from storage.report.summary import build_report, checks_from_rows
+from storage.records import MeasurementRow
+from storage.report.summary import Report, build_report, checks_from_rows
 from storage.report.text import fmt_lag, render_text
 from storage.timeline import ReportedIndex
 from tests.storage.report.history import TRUTHS, history
@@ -18,7 +19,7 @@ def reported_blocked(at: dt.datetime) -> bool:
     return at >= REPORTED_BLOCK or at.date() == dt.date(2024, 1, 20)
 
 
-def make_report():  # type: ignore[no-untyped-def]
+def make_report() -> tuple[list[MeasurementRow], Report]:
     events = builtin_events()
     rows = history()
     checks = checks_from_rows(rows, ReportedIndex(events))
