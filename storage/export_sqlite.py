@@ -21,14 +21,19 @@ formatted by the generic code (storage.export) from its own query.
 Extra columns declared as a :class:`~storage.export.CsvColumnGroup` (the
 timeline's reported status) stay on this path: their fields are selected
 after the core pieces, the group's function runs over whole batch columns
-(``map``), and the CSV text of each distinct tuple it returns is made once
-(the cells are a step function of time, so few tuples recur).  An extra
+(``map``), and the CSV text of each distinct tuple it returns is made once.
+A group that declares its ``changes`` (a step function of time, like the
+reported status) is called once per batch and key when the batch falls
+between two changes, which is nearly always.  An extra
 :class:`~storage.export.CsvColumn` reads whole rows, so such exports take
 the generic path.  Tests compare both paths' bytes.
+
+A large export is also split over processes: storage.export_jobs.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import io
@@ -277,13 +282,43 @@ class _Extras:
         self.plan = plan
         self.groups = groups
 
-    def text(self, columns: Sequence[Sequence[Any]]) -> list[str]:
-        """One string per row: every group's cells, each preceded by a comma."""
+    def text(self, columns: Sequence[Sequence[Any]], ordered: bool) -> list[str]:
+        """One string per row: every group's cells, each preceded by a comma.
+
+        ``ordered``: every ``started_at`` has the canonical stored form, so the
+        batch (sorted by that text) runs from its first row's time to its last's.
+        """
         texts: list[list[str]] = []
         for group, fields, memo in self.plan:
+            if ordered and group.changes is not None:
+                keys = list(zip(*[columns[i] for i, _ in fields[:-1]], strict=True))
+                texts.append(_stepped(group, memo, keys, columns[_TIME_COLUMN]))
+                continue
             args = [_utc_times(columns[i]) if is_time else columns[i] for i, is_time in fields]
             texts.append(list(map(memo.__getitem__, map(group.values, *args))))
         return texts[0] if len(texts) == 1 else ["".join(row) for row in zip(*texts, strict=True)]
+
+
+def _stepped(
+    group: CsvColumnGroup, memo: _CellText, keys: list[tuple[Any, ...]], times: Sequence[str]
+) -> list[str]:
+    """A step-function group's text per row: one ``values`` call per key whose
+    cells cannot change between the batch's first and last time, a call per
+    row only for the others (a batch that spans a change)."""
+    assert group.changes is not None
+    first, last = _utc_time(times[0]), _utc_time(times[-1])
+    constant: dict[tuple[Any, ...], str] = {}
+    distinct = set(keys)
+    for key in distinct:
+        changes = group.changes(*key)
+        if bisect.bisect_right(changes, first) == bisect.bisect_right(changes, last):
+            constant[key] = memo[group.values(*key, first)]
+    if len(constant) == len(distinct):
+        return list(map(constant.__getitem__, keys))
+    return [
+        constant[key] if key in constant else memo[group.values(*key, _utc_time(time))]
+        for key, time in zip(keys, times, strict=True)
+    ]
 
 
 def _utc_times(texts: Sequence[str]) -> Sequence[dt.datetime]:
@@ -312,18 +347,15 @@ def _format_batch(
     """The CSV text of one batch of :func:`_line_select` rows."""
     f = floats
     columns = list(zip(*batch, strict=True))
-    tails: Sequence[str] = extras.text(columns) if extras else [""] * len(batch)
+    ordered = _CANONICAL_TIMES.fullmatch("\n".join(columns[_TIME_COLUMN])) is not None
+    tails: Sequence[str] = extras.text(columns, ordered) if extras else [""] * len(batch)
     lines = [
         f"{i}\x1f{w[:10]}T{w[11:23]}Z\x1f{a}\x1f{d}\x1f{b}\x1f{title}\x1f{e}"
         f"\x1f{f[t]}\x1f{f[s]}\x1f{f[h]}\x1f{c}{x}"
         for i, w, a, d, b, title, e, t, s, h, c, x in zip(*columns[1:_TAIL], tails, strict=True)
     ]
     whole = "\n".join(lines)
-    if (
-        whole.count(SEP) == _SEPARATORS * len(lines)
-        and _FORMULA_CELL.search(whole) is None
-        and _CANONICAL_TIMES.fullmatch("\n".join(columns[_TIME_COLUMN])) is not None
-    ):
+    if ordered and whole.count(SEP) == _SEPARATORS * len(lines) and not _FORMULA_CELL.search(whole):
         others = "".join(["".join(columns[i]) for i in _OTHER_TEXT])
         if not ("," in others or '"' in others or "\n" in others or "\r" in others):
             # The common case, checked once per batch: no cell holds a separator

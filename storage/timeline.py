@@ -203,11 +203,20 @@ class ReportedCells:
         self._steps: dict[tuple[str | None, str | None], tuple[list[dt.datetime], list[Cells]]] = {}
 
     def __call__(self, country: str | None, platform: str | None, when: dt.datetime) -> Cells:
+        instants, cells = self._get(country, platform)
+        return cells[_bisect_right(instants, when)]
+
+    def changes(self, country: str | None, platform: str | None) -> list[dt.datetime]:
+        """The sorted instants at which the cells may change; constant between them."""
+        return self._get(country, platform)[0]
+
+    def _get(
+        self, country: str | None, platform: str | None
+    ) -> tuple[list[dt.datetime], list[Cells]]:
         steps = self._steps.get((country, platform))
         if steps is None:
             steps = self._steps[(country, platform)] = self._build(country, platform)
-        instants, cells = steps
-        return cells[_bisect_right(instants, when)]
+        return steps
 
     def _build(
         self, country: str | None, platform: str | None
@@ -226,7 +235,8 @@ def reported_csv_columns(store: Store) -> list[CsvColumnGroup]:
     from storage.export import CsvColumnGroup
 
     cells = ReportedCells(store_index(store))
-    return [CsvColumnGroup(REPORTED_COLUMNS, ("country", "platform", "started_at"), cells)]
+    fields = ("country", "platform", "started_at")
+    return [CsvColumnGroup(REPORTED_COLUMNS, fields, cells, cells.changes)]
 
 
 def register_csv_columns() -> None:

@@ -462,3 +462,8 @@ def test_sqlite_fast_path_reported_columns_at_the_edges(
     assert tehran["2024-03-12T23:59:59.999Z"]["reported_status"] == "blocked"
     assert tehran["2024-03-13T00:00:00.000Z"]["reported_status"] == "restored"
     assert by_time["unknown", "x", "2024-02-17T17:00:00.000Z"]["reported_status"] == "unknown"
+
+
+def test_a_step_function_group_needs_started_at_last() -> None:
+    with pytest.raises(ValueError, match="started_at last"):
+        CsvColumnGroup(("a",), ("started_at", "country"), lambda *v: ("x",), lambda c: [])
