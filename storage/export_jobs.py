@@ -28,12 +28,13 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import datetime as dt
+import errno
 import io
 import itertools
 import multiprocessing
 import os
-import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -184,10 +185,12 @@ def _ranges(conn: Connection, f: MeasurementFilter, jobs: int) -> list[Measureme
     like, ``< bound`` and ``>= bound`` cut the export order in two, so the
     ranges, bounds strictly increasing, hold every row exactly once.
     """
-    count = select(func.count()).select_from(measurements.join(vantages))
-    total = int(conn.scalar(apply_filter(count, f, None)) or 0)
+    # Joined with vantages only to filter on them: otherwise the count and
+    # the offsets read the started_at index alone.
+    table = measurements.join(vantages) if f.vantage or f.country else measurements
+    total = int(conn.scalar(apply_filter(select(func.count()).select_from(table), f, None)) or 0)
     parts = min(jobs, total // MIN_ROWS_PER_JOB)
-    ordered = apply_filter(select(m.started_at).join(vantages), f, True)
+    ordered = apply_filter(select(m.started_at).select_from(table), f, True)
     low = conn.scalar(ordered.limit(1)) if parts > 1 else None  # a first range never empty
     bounds: list[dt.datetime] = []
     for i in range(1, parts):
@@ -202,11 +205,11 @@ def _ranges(conn: Connection, f: MeasurementFilter, jobs: int) -> list[Measureme
 class _Worker:
     """A forked process that writes one range to a temporary file."""
 
-    def __init__(self, process: BaseProcess, pipe: Pipe, output: IO[bytes], rows: Any) -> None:
+    def __init__(self, process: BaseProcess, pipe: Pipe, output: IO[bytes], shared: Any) -> None:
         self.process = process
         self.pipe = pipe
         self.output = output
-        self._rows = rows  # shared counter, for progress
+        self._shared = shared  # [rows written, bytes flushed to output]: progress, early copies
 
     @classmethod
     def start(
@@ -214,21 +217,21 @@ class _Worker:
     ) -> _Worker:
         ctx = multiprocessing.get_context("fork")
         output = _temporary_file(directory)
-        rows = ctx.RawValue("q", 0)
+        shared = ctx.RawArray("q", 2)
         mine, theirs = ctx.Pipe()
         process = ctx.Process(
             target=_work,
-            args=(db.url, db.busy_timeout, groups, theirs, output, rows),
+            args=(db.url, db.busy_timeout, groups, theirs, output, shared),
             name=f"probe-export-{slot}",
             daemon=True,
         )
         process.start()
         theirs.close()
-        return cls(process, mine, output, rows)
+        return cls(process, mine, output, shared)
 
     @property
     def rows(self) -> int:
-        return int(self._rows.value)
+        return int(self._shared[0])
 
     def send(self, job: MeasurementFilter | None) -> None:
         """The range to write (None: nothing, exit)."""
@@ -242,22 +245,21 @@ class _Worker:
         self._check(self._receive(), "ready")
 
     def copy_to(self, out: TextIO, tick: Callable[[], None]) -> int:
-        """Wait for the worker to finish, copy its rows to ``out``; their number."""
-        while not self.pipe.poll(POLL_S):
+        """Copy the worker's rows to ``out`` as they come, until it is done; their number.
+
+        Copying what is already written while the worker finishes its range
+        keeps the copy off the critical path.
+        """
+        copied = 0
+        while True:
+            finished = self.pipe.poll(POLL_S)
+            rows = self._check(self._receive(), "done") if finished else None
+            written = int(self._shared[1])  # whole batches, flushed before "done"
+            copied = _copy(self.output, out, copied, written)
             tick()
-        rows = self._check(self._receive(), "done")
-        assert isinstance(rows, int)
-        self.process.join()
-        self.output.seek(0)
-        raw = getattr(out, "buffer", None)
-        if raw is not None and _is_utf8(getattr(out, "encoding", None)):
-            out.flush()
-            shutil.copyfileobj(self.output, raw, _COPY_CHUNK)
-        else:
-            text = io.TextIOWrapper(self.output, encoding="utf-8", newline="")
-            shutil.copyfileobj(text, out, _COPY_CHUNK)
-            text.detach()
-        return rows
+            if isinstance(rows, int):
+                self.process.join()
+                return rows
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -288,6 +290,46 @@ class _Worker:
 _COPY_CHUNK = 1 << 20
 
 
+def _copy(source: IO[bytes], out: TextIO, start: int, end: int) -> int:
+    """Bytes ``start`` to ``end`` of ``source``, UTF-8 text ending with a whole
+    character, appended to ``out``; returns ``end``.  Inside the kernel when
+    ``out`` is a UTF-8 text file on disk, else through Python."""
+    raw = getattr(out, "buffer", None)
+    if raw is not None and _is_utf8(getattr(out, "encoding", None)):
+        out.flush()
+        target = _regular_file(raw)
+        if target is not None and hasattr(os, "sendfile"):
+            done = start
+            while done < end:
+                sent = os.sendfile(target, source.fileno(), done, end - done)
+                if sent == 0:
+                    raise OSError(errno.EIO, "temporary export file shorter than written")
+                done += sent
+            raw.seek(0, os.SEEK_END)  # the buffered writer's idea of its position
+            return end
+        write: Callable[[bytes], object] = raw.write
+    else:
+        decode = codecs.getincrementaldecoder("utf-8")().decode
+        write = lambda data: out.write(decode(data))  # noqa: E731
+    source.seek(start)
+    done = start
+    while done < end:
+        data = source.read(min(_COPY_CHUNK, end - done))
+        if not data:
+            raise OSError(errno.EIO, "temporary export file shorter than written")
+        write(data)
+        done += len(data)
+    return end
+
+
+def _regular_file(raw: IO[bytes]) -> int | None:
+    try:
+        fd = raw.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return None
+    return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
 def _is_utf8(encoding: str | None) -> bool:
     try:
         return codecs.lookup(encoding or "").name == "utf-8"
@@ -309,7 +351,7 @@ def _work(
     groups: Sequence[CsvColumnGroup],
     pipe: Pipe,
     output: IO[bytes],
-    rows: Any,
+    shared: Any,
 ) -> None:
     """A worker's life: receive a range, write it, report "done" or the failure."""
     # Ctrl-C reaches the whole process group; the caller stops its workers
@@ -323,13 +365,14 @@ def _work(
         text = io.TextIOWrapper(output, encoding="utf-8", newline="")
 
         def counted(batch: int) -> None:
-            rows.value += batch
+            text.flush()  # to the file, where the caller may copy it from
+            shared[0] += batch
+            shared[1] = output.tell()
 
         with db.reading() as conn:
             count = write_rows(
                 db, conn, text, job, groups, counted, lambda: pipe.send(("ready", None))
             )
-        text.flush()
         pipe.send(("done", count))
     except StorageError as exc:
         pipe.send(("storage", str(exc)))

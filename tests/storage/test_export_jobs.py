@@ -14,6 +14,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -116,6 +117,21 @@ def test_split_export_writes_the_one_process_bytes(
             splits.clear()
             assert _export(store, jobs, f, extra=extra) == _export(store, 1, f, extra=extra)
             assert splits and splits[0] == jobs - 1, (f, splits)
+
+
+def test_workers_output_copied_batch_by_batch(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, splits: list[int]
+) -> None:
+    """Small batches: the caller copies each worker's file while it grows."""
+    monkeypatch.setattr(export_sqlite, "BATCH", 3)
+    _fill(store, 60)
+    expected = _export(store, 1)
+    assert _export(store, 3) == expected
+    path = tmp_path / "out.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        export_csv(store, out, jobs=3)
+    assert path.read_bytes().decode() == expected
+    assert splits == [2, 2]
 
 
 def test_ranges_cover_every_row_once_even_at_equal_times(store: Store) -> None:
@@ -377,3 +393,35 @@ def test_ranges_are_in_order_and_partition_the_rows(store: Store) -> None:
     # 42 rows from one minute on, three at each instant; the bounds are the
     # times of rows 14 and 28, and a range starts with the whole instant.
     assert counts == [12, 15, 15]
+
+
+@pytest.mark.parametrize("kind", ["file", "buffered", "text"])
+def test_worker_output_is_appended_in_place(tmp_path: Path, kind: str) -> None:
+    """Copied by sendfile() to a file on disk, else through Python; either way
+    in order with what the caller writes around it."""
+    buffer = io.BytesIO()
+    out: io.TextIOBase
+    if kind == "file":
+        out = (tmp_path / "out.csv").open("w", encoding="utf-8", newline="")
+    elif kind == "buffered":
+        out = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+    else:
+        out = io.StringIO(newline="")
+    row = 'é,"x"\r\n'.encode()
+    with tempfile.TemporaryFile() as part:
+        part.write(row * 3)
+        part.flush()
+        out.write("head\r\n")
+        assert jobs_module._copy(part, out, 0, len(row)) == len(row)  # type: ignore[arg-type]
+        out.write("middle\r\n")
+        jobs_module._copy(part, out, len(row), 3 * len(row))  # type: ignore[arg-type]
+        out.write("tail\r\n")
+    out.flush()
+    expected = 'head\r\né,"x"\r\nmiddle\r\né,"x"\r\né,"x"\r\ntail\r\n'
+    if kind == "file":
+        out.close()
+        assert (tmp_path / "out.csv").read_bytes().decode() == expected
+    elif kind == "buffered":
+        assert buffer.getvalue().decode() == expected
+    else:
+        assert isinstance(out, io.StringIO) and out.getvalue() == expected
