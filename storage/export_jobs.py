@@ -293,7 +293,8 @@ _COPY_CHUNK = 1 << 20
 def _copy(source: IO[bytes], out: TextIO, start: int, end: int) -> int:
     """Bytes ``start`` to ``end`` of ``source``, UTF-8 text ending with a whole
     character, appended to ``out``; returns ``end``.  Inside the kernel when
-    ``out`` is a UTF-8 text file on disk, else through Python."""
+    ``out`` is a UTF-8 text file on disk, else through Python.  Never moves
+    ``source``'s offset, which the worker writing it shares."""
     raw = getattr(out, "buffer", None)
     if raw is not None and _is_utf8(getattr(out, "encoding", None)):
         out.flush()
@@ -311,10 +312,11 @@ def _copy(source: IO[bytes], out: TextIO, start: int, end: int) -> int:
     else:
         decode = codecs.getincrementaldecoder("utf-8")().decode
         write = lambda data: out.write(decode(data))  # noqa: E731
-    source.seek(start)
+    # pread, not seek and read: the worker shares this file's offset and is
+    # still appending at it.
     done = start
     while done < end:
-        data = source.read(min(_COPY_CHUNK, end - done))
+        data = os.pread(source.fileno(), min(_COPY_CHUNK, end - done), done)
         if not data:
             raise OSError(errno.EIO, "temporary export file shorter than written")
         write(data)

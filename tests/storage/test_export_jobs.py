@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,20 @@ def test_split_export_writes_the_one_process_bytes(
 def test_workers_output_copied_batch_by_batch(
     store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, splits: list[int]
 ) -> None:
-    """Small batches: the caller copies each worker's file while it grows."""
+    """Small, slow batches in the workers: the caller copies their files while
+    they grow, through Python (StringIO) and through the kernel (a file)."""
     monkeypatch.setattr(export_sqlite, "BATCH", 3)
     _fill(store, 60)
     expected = _export(store, 1)
+    parent, real = os.getpid(), export_sqlite._format_batch
+
+    def slow_in_workers(*args: Any) -> str:
+        if os.getpid() != parent:
+            time.sleep(0.005)
+        return real(*args)
+
+    monkeypatch.setattr(export_sqlite, "_format_batch", slow_in_workers)
+    monkeypatch.setattr(jobs_module, "POLL_S", 0.001)  # copy as often as possible
     assert _export(store, 3) == expected
     path = tmp_path / "out.csv"
     with path.open("w", encoding="utf-8", newline="") as out:
@@ -409,12 +420,15 @@ def test_worker_output_is_appended_in_place(tmp_path: Path, kind: str) -> None:
         out = io.StringIO(newline="")
     row = 'é,"x"\r\n'.encode()
     with tempfile.TemporaryFile() as part:
-        part.write(row * 3)
+        part.write(row * 3 + b"x" * 100_000)  # rows, then what the worker is still writing
         part.flush()
+        offset = os.lseek(part.fileno(), 0, os.SEEK_CUR)  # where the worker appends (shared)
         out.write("head\r\n")
-        assert jobs_module._copy(part, out, 0, len(row)) == len(row)  # type: ignore[arg-type]
-        out.write("middle\r\n")
-        jobs_module._copy(part, out, len(row), 3 * len(row))  # type: ignore[arg-type]
+        for start, end in ((0, len(row)), (len(row), len(row)), (len(row), 3 * len(row))):
+            assert jobs_module._copy(part, out, start, end) == end  # type: ignore[arg-type]
+            assert os.lseek(part.fileno(), 0, os.SEEK_CUR) == offset
+            if start == 0:
+                out.write("middle\r\n")
         out.write("tail\r\n")
     out.flush()
     expected = 'head\r\né,"x"\r\nmiddle\r\né,"x"\r\né,"x"\r\ntail\r\n'
