@@ -95,8 +95,11 @@ def export_split(
         stream.flush()
     workers: list[_Worker] = []
     try:
-        for slot in range(1, jobs):
-            workers.append(_Worker.start(db, groups, slot, path.parent))
+        try:
+            for slot in range(1, jobs):
+                workers.append(_Worker.start(db, groups, slot, path.parent))
+        except OSError:  # no temporary file anywhere, or no fork (memory, process limit)
+            return None
         return _run(db, out, f, groups, progress, workers)
     finally:
         for worker in workers:

@@ -5,7 +5,7 @@ per-cell work: ~0.2 us per column for sqlite3 to build each value,
 SQLAlchemy's row and datetime processing, then csv.writer visiting 27
 cells.  Here SQLite joins the text and integer columns into a few strings
 itself (one ``printf`` per run of columns, cells separated by U+001F) and
-quotes ``http_title``, so Python handles 11 values per row instead of 27;
+quotes ``http_title``, so Python handles 12 values per row instead of 27;
 ``started_at`` comes as stored and is sliced into CSV form in Python (a
 ``GLOB`` and ``substr`` per row cost more in SQLite).  Floats stay Python's
 (``str(float)`` is what csv.writer writes; SQLite's float text differs).

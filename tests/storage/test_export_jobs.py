@@ -224,6 +224,19 @@ _HOLD_LOCK = textwrap.dedent(
 )
 
 
+def test_no_temporary_file_means_one_process(
+    store: Store, monkeypatch: pytest.MonkeyPatch, splits: list[int]
+) -> None:
+    _fill(store, 30)
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    assert _export(store, 3, extra=[]) == _export(store, 1, extra=[])
+    assert splits == []
+
+
 def _fail_in_worker(monkeypatch: pytest.MonkeyPatch, fail: Callable[[], None]) -> None:
     parent = os.getpid()
     real = export_sqlite.write_rows
