@@ -185,8 +185,17 @@ def warm(path: Path) -> None:
             pass
 
 
-def run_export(url: str, out: str, mode: str = "csv") -> dict[str, Any]:
-    warm(Path(url.removeprefix("sqlite:///")))
+def drop_page_cache() -> None:
+    """Start a run with nothing cached, as on a machine with less RAM than data (root)."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def run_export(url: str, out: str, mode: str = "csv", cache: str = "warm") -> dict[str, Any]:
+    if cache == "cold":
+        drop_page_cache()
+    else:
+        warm(Path(url.removeprefix("sqlite:///")))
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
         f"from benchmarks.bench_storage import export_child; "
@@ -221,7 +230,7 @@ def describe(label: str, s: dict[str, Any]) -> str:
         )
     )
     return (
-        f"{label}, {s['jobs']} process(es): median {s['rows_per_s']:,} rows/s; runs {runs}; "
+        f"{label} (--jobs {s['jobs']}): median {s['rows_per_s']:,} rows/s; runs {runs}; "
         f"peak RSS {s['peak_rss_mb']:.0f} MB (+{s['rss_growth_mb']:.1f} MB during export), "
         f"workers {s['worker_peak_rss_mb']:.0f} MB"
     )
@@ -234,6 +243,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each export")
     parser.add_argument(
         "--dir", default=None, help="where to put the database (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page cache before each run instead of reading the database into it "
+        "(root; the modes are then also timed with a cold cache)",
     )
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results-storage.json"))
     args = parser.parse_args()
@@ -249,13 +264,14 @@ def main() -> None:
         print(f"bulk seed: {seed_rate:,.0f} rows/s")
         total = store.count()
     files = {mode: str(workdir / f"export-{mode}.csv") for mode in MODES}
+    cache = "cold" if args.cold else "warm"
     run_export(url, files["csv"])  # a first run, not timed
     # This VM's CPUs are shared: one run can be 30 % off, so time several
     # (interleaved, so a busy minute hurts every mode alike) and keep the median.
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     for _ in range(args.runs):
         for mode in MODES:
-            runs[mode].append(run_export(url, files[mode], mode))
+            runs[mode].append(run_export(url, files[mode], mode, cache))
     generic_reported = run_export(url, str(workdir / "generic-reported.csv"), "generic-reported")
     identical = filecmp.cmp(files["csv"], files["generic"], shallow=False)
     identical_jobs = filecmp.cmp(files["reported"], files["reported-1"], shallow=False)
@@ -265,7 +281,7 @@ def main() -> None:
     stats = {mode: summary(r) for mode, r in runs.items()}
     rows = runs["reported"][0]["rows"]
     print(describe("probe export csv (reported-status columns)", stats["reported"]))
-    print(describe("probe export csv --jobs 1", stats["reported-1"]))
+    print(describe("probe export csv, one process", stats["reported-1"]))
     print(describe("export_csv, no extra columns", stats["csv"]))
     print(describe("generic path, no extra columns", stats["generic"]))
     print(
@@ -283,6 +299,7 @@ def main() -> None:
         "seed_rows_per_s": round(seed_rate),
         "export_rows": rows,
         "export_runs": args.runs,
+        "page_cache": cache,
         "export_reported": stats["reported"],
         "export_reported_one_process": stats["reported-1"],
         "export_plain": stats["csv"],
