@@ -58,6 +58,7 @@ from storage.store import apply_filter
 
 MAX_JOBS = 4
 MIN_ROWS_PER_JOB = 50_000  # below this, starting a process costs more than it saves
+LOCK_WAIT_S = 2.0  # how long to wait for a writer before exporting in one process
 READY_TIMEOUT_S = 15.0  # how long writers may be held up while workers start their queries
 POLL_S = 0.2  # progress updates while waiting for a worker
 
@@ -168,17 +169,26 @@ class _NotSplit(Exception):
 
 @contextmanager
 def _writers_paused(db: Database) -> Iterator[None]:
-    """Hold the write lock (no commit can happen) for the duration of the block."""
+    """Hold the write lock (no commit can happen) for the duration of the block.
+
+    Waits at most :data:`LOCK_WAIT_S` for a writer to finish (the database's
+    busy timeout is far longer): a long write, a ``probe reclassify`` say,
+    should not hold the export up; it then runs in one process.
+    """
     conn = db.engine.connect()
     try:
         conn.execution_options(probe_write=True)
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_S * 1000)}")
         try:
             conn.begin()
-        except Exception:  # read-only file, or a writer holding the lock for too long
+        except Exception:  # read-only file, or a writer holding the lock
             raise _NotSplit from None
         yield
     finally:
-        conn.close()  # rolls back: nothing was written
+        conn.invalidate()  # rolls back (nothing was written); its timeout is not the pool's
+        conn.close()
 
 
 def _ranges(conn: Connection, f: MeasurementFilter, jobs: int) -> list[MeasurementFilter]:

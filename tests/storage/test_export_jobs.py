@@ -6,6 +6,7 @@ from one state of the database even while another process keeps writing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -193,9 +194,11 @@ def test_threaded_callers_stay_in_one_process(store: Store, splits: list[int]) -
 
 
 def test_locked_database_is_exported_by_one_process(
-    tmp_path: Path, store: Store, splits: list[int]
+    store: Store, splits: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If writers cannot be paused (the lock is held elsewhere), one process does it all."""
+    """If writers cannot be paused (a long write holds the lock), one process
+    does it all, after a short wait rather than the 30 s busy timeout."""
+    monkeypatch.setattr(jobs_module, "LOCK_WAIT_S", 0.3)
     _fill(store, 30)
     expected = _export(store, 1, extra=[])
     holder = subprocess.Popen(
@@ -205,12 +208,17 @@ def test_locked_database_is_exported_by_one_process(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        with Store.open(f"sqlite:///{tmp_path}/jobs.db", migrate=False, busy_timeout=0.2) as s:
-            assert _export(s, 2, extra=[]) == expected
+        started = time.monotonic()
+        assert _export(store, 2, extra=[]) == expected
+        assert time.monotonic() - started < 10
     finally:
         holder.kill()
         holder.wait()
     assert splits == [1]
+    # Every pooled connection keeps the database's own busy timeout.
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(store.database.engine.connect()) for _ in range(3)]
+        assert [c.exec_driver_sql("PRAGMA busy_timeout").scalar() for c in conns] == [30_000] * 3
 
 
 _HOLD_LOCK = textwrap.dedent(
