@@ -319,7 +319,7 @@ def _copy(source: IO[bytes], out: TextIO, start: int, end: int) -> int:
                 if sent == 0:
                     raise OSError(errno.EIO, "temporary export file shorter than written")
                 done += sent
-            raw.seek(0, os.SEEK_END)  # the buffered writer's idea of its position
+            raw.seek(os.lseek(target, 0, os.SEEK_CUR))  # tell the buffered writer
             return end
         write: Callable[[bytes], object] = raw.write
     else:

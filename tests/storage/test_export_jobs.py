@@ -427,14 +427,16 @@ def test_ranges_are_in_order_and_partition_the_rows(store: Store) -> None:
     assert counts == [12, 15, 15]
 
 
-@pytest.mark.parametrize("kind", ["file", "buffered", "text"])
+@pytest.mark.parametrize("kind", ["file", "file-rewritten", "buffered", "text"])
 def test_worker_output_is_appended_in_place(tmp_path: Path, kind: str) -> None:
     """Copied by sendfile() to a file on disk, else through Python; either way
-    in order with what the caller writes around it."""
+    in order with what the caller writes around it, where it writes."""
     buffer = io.BytesIO()
     out: io.TextIOBase
-    if kind == "file":
-        out = (tmp_path / "out.csv").open("w", encoding="utf-8", newline="")
+    junk = b"z" * 1000 if kind == "file-rewritten" else b""  # written over from the start
+    if kind.startswith("file"):
+        (tmp_path / "out.csv").write_bytes(junk)
+        out = (tmp_path / "out.csv").open("r+", encoding="utf-8", newline="")
     elif kind == "buffered":
         out = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
     else:
@@ -453,9 +455,10 @@ def test_worker_output_is_appended_in_place(tmp_path: Path, kind: str) -> None:
         out.write("tail\r\n")
     out.flush()
     expected = 'head\r\né,"x"\r\nmiddle\r\né,"x"\r\né,"x"\r\ntail\r\n'
-    if kind == "file":
+    if kind.startswith("file"):
         out.close()
-        assert (tmp_path / "out.csv").read_bytes().decode() == expected
+        written = (tmp_path / "out.csv").read_bytes()
+        assert written == expected.encode() + junk[len(expected.encode()) :]
     elif kind == "buffered":
         assert buffer.getvalue().decode() == expected
     else:
