@@ -252,16 +252,14 @@ def write_csv(
     """Write rows carrying the core values (in :data:`CORE_COLUMNS` order)."""
     write_header(out, extra)
     writer = csv.writer(out)
-    count = 0
+    counter = Progress(progress)
     for record in records:
         cells = core_cells(record)
         if extra:
             cells += extra_cells(record, extra)
         writer.writerow(cells)
-        count += 1
-        if progress is not None and count % PROGRESS_EVERY == 0:
-            progress(count)
-    return count
+        counter.add(1)
+    return counter.done
 
 
 def core_cells(

@@ -6,7 +6,8 @@ reader thread does not help).  A large export is therefore split by
 ``started_at`` into contiguous ranges of about equal row counts: the calling
 process writes the first range straight to the output while forked workers
 write the others, each to a temporary file beside the database, which the
-caller then copies in order.  Each range is written by
+caller appends to the output in order, while the file grows.  Each range is
+written by
 :func:`storage.export_sqlite.write_rows`, so the bytes are exactly those of
 a one-process export.
 
@@ -15,8 +16,8 @@ connection, hence its own snapshot, so the caller holds the write lock
 (``BEGIN IMMEDIATE``) from before its own snapshot is taken until every
 worker has started its query: no commit can fall between the snapshots.
 Writers (the daemon) wait on their busy timeout meanwhile, typically a few
-milliseconds.  A database that cannot be locked (a read-only file) is
-exported by one process.
+milliseconds.  A database that cannot be locked within :data:`LOCK_WAIT_S`
+(a long write, a read-only file) is exported by one process.
 
 SQLite connections must not cross a fork, so the engine's pool is emptied
 first and the workers are forked before the caller opens its connection;
@@ -151,14 +152,17 @@ def _run(
         busy = workers[: len(ranges) - 1]
         mine = 0
 
+        def report() -> None:
+            progress.reach(mine + sum(w.rows for w in busy))
+
         def counted(rows: int) -> None:
             nonlocal mine
             mine += rows
-            progress.reach(mine + sum(w.rows for w in busy))
+            report()
 
         count = write_rows(db, conn, out, ranges[0], groups, counted)
     for worker in busy:
-        count += worker.copy_to(out, lambda: progress.reach(mine + sum(w.rows for w in busy)))
+        count += worker.copy_to(out, report)
     progress.reach(count)
     return count
 
