@@ -46,8 +46,9 @@ def banner(lab: Lab, scenario: str) -> str:
     spec = SCENARIOS[scenario]
     lines = [
         f"reachprobe lab {lab.run_id}: scenario {scenario} ({spec.summary})",
-        f"  namespaces       vantage={lab.vantage} isp={lab.isp} internet={lab.internet}",
+        f"  namespaces       {' -> '.join(lab.namespaces)}",
         f"  vantage          {net.vantage} (default route via {net.gateway})",
+        f"  routers          {' '.join(net.routers)} (hops 1-3; the isp, hop 2, is the censor)",
         f"  ISP resolver     {net.isp_resolver}      control resolver {net.internet_resolver}",
         f"  blockpage server {net.blockpage}",
         f"  lab CA           {lab.ca_pem}",

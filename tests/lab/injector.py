@@ -8,7 +8,10 @@ reply spoofed from the queried resolver's address and port, carrying a bogus A
 record. The real query carries on to the real resolver, whose answer comes
 later, so the vantage receives two replies with different answers to one
 query. It sees queries to the ISP resolver (delivered to the isp itself) and
-those forwarded to any resolver beyond the isp alike.
+those forwarded to any resolver beyond the isp alike, but not a query that
+arrives with IP TTL 1: the router drops it (time exceeded) before its
+forwarding path, where this censor sits, so a TTL-limited trace finds the
+injector at the isp's hop, as it finds the isp's iptables rules.
 
 Only A queries are answered: the real AAAA reply (NODATA in the lab) then
 arrives alone, which keeps the injected evidence to one record type.
@@ -118,7 +121,7 @@ def run(interface: str, names: frozenset[str], answer: str, mark: int = 0) -> No
     print(f"{READY} on {interface} for {' '.join(sorted(names))} -> {answer}", flush=True)
     while True:
         packet, meta = sniffer.recvfrom(65535)
-        if meta[2] == _PACKET_OUTGOING:
+        if meta[2] == _PACKET_OUTGOING or len(packet) < 20 or packet[8] <= 1:
             continue
         query = parse_query(packet)
         if query is None:

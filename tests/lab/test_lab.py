@@ -31,6 +31,7 @@ from tests.lab.servers import BIG_BODY_BYTES, BLOCKPAGE_MARKER, BLOCKPAGE_TEXT
 from tests.lab.topology import LAB_NAMES, Lab
 
 TIMEOUT = 2.0
+_IP_RECVERR = 11  # linux/in.h; not exported by the socket module
 
 
 def outcome(exc: BaseException) -> str:
@@ -207,6 +208,49 @@ def test_nothing_routes_outside_the_lab(clean_lab: Lab) -> None:
         assert routes.stdout.strip() == "", ns
     # the vantage's default route ends at the isp, which has no route onward
     assert connect(clean_lab, "192.0.2.1", 80) == "unreachable"
+
+
+def hop_of(lab: Lab, ttl: int, address: str) -> str:
+    """Who answers a UDP datagram to ``address`` sent from the vantage with IP TTL ``ttl``:
+    the router that sends "time exceeded", read from the socket's error queue (IP_RECVERR,
+    no raw socket needed), or "port-unreachable from X" once it reaches a host."""
+
+    def send() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+            sock.connect((address, 33434))
+            sock.send(b"reachprobe lab hop")
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                try:
+                    _, ancdata, _, _ = sock.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+                except BlockingIOError:
+                    time.sleep(0.005)
+                    continue
+                for level, kind, data in ancdata:
+                    if level == socket.IPPROTO_IP and kind == _IP_RECVERR:
+                        # struct sock_extended_err (16 bytes), then the offender's sockaddr_in
+                        icmp_type, code = data[5], data[6]
+                        offender = socket.inet_ntoa(data[20:24])
+                        name = "time-exceeded" if icmp_type == 11 else f"icmp{icmp_type}/{code}"
+                        return f"{name} from {offender}"
+            return "silence"
+
+    return call_in(lab.vantage, send)
+
+
+def test_the_censor_is_the_second_of_three_routers(clean_lab: Lab) -> None:
+    """Hop 1 is the access router, hop 2 the isp (the censor), hop 3 the transit router,
+    and the servers are 4 hops away; 30 probes in a burst are all answered (no ICMP rate
+    limit in the routers), so a trace is not misled into seeing silent hops."""
+    net = clean_lab.net
+    target = first(clean_lab, "x.com")
+    expected = [f"time-exceeded from {router}" for router in net.routers]
+    assert [hop_of(clean_lab, ttl, target) for ttl in (1, 2, 3)] == expected
+    assert hop_of(clean_lab, 4, target) == f"icmp3/3 from {target}"  # port unreachable
+    assert [hop_of(clean_lab, 1 + i % 3, target) for i in range(30)] == expected * 10
+    assert net.isp_resolver == net.routers[1]
 
 
 def test_forged_dns_reply_is_a_valid_datagram() -> None:

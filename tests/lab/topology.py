@@ -1,6 +1,13 @@
-"""The lab topology: three namespaces in a line, and the :class:`Lab` handle.
+"""The lab topology: five namespaces in a line, and the :class:`Lab` handle.
 
-    vantage ──veth── isp (router + censor) ──veth── internet (resolver + sites)
+    vantage ── access (router) ── isp (router + censor) ── transit (router) ── internet
+                                                                      (resolver + sites)
+
+The censor is deliberately not the vantage's first router, and not the last one
+before the servers: ``probe trace`` must find it at hop 2 (access = hop 1,
+transit = hop 3, the servers are 4 hops away), as it would on a real path. The
+namespaces and their links are data (:data:`ROUTERS`, :func:`_links`), so a
+helper adding a host attaches one more namespace and link without touching these.
 
 Addresses are private (10.<octet>.0.0/16, octet random per run), namespace
 names carry a random suffix, and nothing has a route outside 10.<octet>/16,
@@ -64,11 +71,15 @@ class Addressing:
     """Every address of one lab run; deterministic given ``octet``."""
 
     octet: int
-    vantage: str  # the probe's address, on the vantage-isp link
-    gateway: str  # the isp on that link: the vantage's default route
+    vantage: str  # the probe's address, on the vantage-access link
+    gateway: str  # the access router on that link: the vantage's default route (hop 1)
+    access_wan: str  # the access router on the access-isp link
+    isp_lan: str  # the isp on that link (hop 2): its resolver, middlebox, ICMP source
     isp_resolver: str  # the ISP's dnsmasq (pass as --resolver)
-    isp_wan: str  # the isp on the isp-internet link
-    internet_wan: str
+    isp_wan: str  # the isp on the isp-transit link
+    transit_lan: str  # the transit router on that link (hop 3)
+    transit_wan: str  # the transit router on the transit-internet link
+    internet_wan: str  # the internet namespace on that link
     internet_resolver: str  # authoritative for the lab names (pass as --control-resolver)
     blockpage: str  # the ISP's blockpage server
     internet_prefix: str  # everything behind the internet namespace
@@ -86,15 +97,77 @@ class Addressing:
             octet=octet,
             vantage=f"{net}.1.2",
             gateway=f"{net}.1.1",
-            isp_resolver=f"{net}.1.1",
+            access_wan=f"{net}.4.2",
+            isp_lan=f"{net}.4.1",
+            isp_resolver=f"{net}.4.1",
             isp_wan=f"{net}.2.1",
-            internet_wan=f"{net}.2.2",
+            transit_lan=f"{net}.2.2",
+            transit_wan=f"{net}.5.1",
+            internet_wan=f"{net}.5.2",
             internet_resolver=f"{net}.128.53",
             blockpage=f"{net}.3.80",
             internet_prefix=f"{net}.128.0/17",
             hosts=hosts,
             catch_all=(f"{net}.130.10", f"{net}.130.11"),
         )
+
+    @property
+    def supernet(self) -> str:
+        """The whole lab; no namespace has a route beyond it (the vantage's default
+        route ends at the access router, which has none)."""
+        return f"10.{self.octet}.0.0/16"
+
+    @property
+    def routers(self) -> tuple[str, ...]:
+        """The address each router answers a TTL-limited probe from, hop 1 first; the
+        servers are one hop beyond the last."""
+        return (self.gateway, self.isp_lan, self.transit_lan)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One veth pair, a /24: ``(namespace role, interface, address)`` at each end."""
+
+    a: tuple[str, str, str]
+    b: tuple[str, str, str]
+
+
+def _links(net: Addressing) -> tuple[Link, ...]:
+    """The line of links, vantage to internet. Interface names say where they lead,
+    so the censor's rules keep matching ``-i to-vantage`` / ``-o to-internet``."""
+    return (
+        Link(("vantage", "to-isp", net.vantage), ("access", "to-vantage", net.gateway)),
+        Link(("access", "to-isp", net.access_wan), ("isp", "to-vantage", net.isp_lan)),
+        Link(("isp", "to-internet", net.isp_wan), ("transit", "to-isp", net.transit_lan)),
+        Link(("transit", "to-internet", net.transit_wan), ("internet", "to-isp", net.internet_wan)),
+    )
+
+
+def _routes(net: Addressing) -> tuple[tuple[str, str, str], ...]:
+    """``(namespace role, prefix, via)``: toward the internet prefix, and back to the lab."""
+    vantage_side = f"10.{net.octet}.1.0/24"
+    return (
+        ("vantage", "default", net.gateway),
+        ("access", net.supernet, net.isp_lan),
+        ("isp", vantage_side, net.access_wan),
+        ("isp", net.internet_prefix, net.transit_lan),
+        ("transit", net.internet_prefix, net.internet_wan),
+        ("transit", net.supernet, net.isp_wan),
+        ("internet", net.supernet, net.transit_wan),
+    )
+
+
+# The namespaces that forward, and the ICMP settings that make every one of them answer
+# each TTL-limited probe: Linux rate-limits ICMP errors per destination
+# (icmp_ratelimit, 1 s with a burst of 6) and globally (icmp_msgs_per_sec), which would
+# turn a fast trace's later probes into silence.
+ROUTERS = ("access", "isp", "transit")
+ROUTER_SYSCTLS = (
+    "net.ipv4.ip_forward=1",
+    "net.ipv4.icmp_ratelimit=0",
+    "net.ipv4.icmp_msgs_per_sec=100000",
+    "net.ipv4.icmp_msgs_burst=100000",
+)
 
 
 class Lab:
@@ -120,7 +193,9 @@ class Lab:
         self.pki = pki
         self.sites = sites
         self.vantage = f"{run_id}-vantage"
-        self.isp = f"{run_id}-isp"
+        self.access = f"{run_id}-access"  # the vantage's first router (hop 1)
+        self.isp = f"{run_id}-isp"  # router and censor (hop 2)
+        self.transit = f"{run_id}-transit"  # the router before the servers (hop 3)
         self.internet = f"{run_id}-internet"
         self.catch_all = tuple(catch_all)  # names the catch-all site has a certificate for
         self.processes: dict[str, Process] = {}
@@ -139,8 +214,13 @@ class Lab:
         return self.directory / "blockpage.html"  # written by servers.blockpage_nginx_conf
 
     @property
-    def namespaces(self) -> tuple[str, str, str]:
-        return (self.vantage, self.isp, self.internet)
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace of the line, vantage first."""
+        return (self.vantage, self.access, self.isp, self.transit, self.internet)
+
+    def ns(self, role: str) -> str:
+        """The namespace of a role named in :func:`_links` ("vantage", "access", ...)."""
+        return f"{self.run_id}-{role}"
 
     def addresses(self, name: str) -> tuple[str, ...]:
         return self.net.hosts[name]
@@ -234,11 +314,11 @@ class Lab:
 
     def start_middlebox(self, args: Sequence[str]) -> None:
         """Start the isp's user-space censor (see :mod:`tests.lab.middlebox`)."""
-        tcp = []
+        tcp = []  # REDIRECT delivers to the address of the interface the flow came in on
         if "--http" in args:
-            tcp.append(f"{self.net.gateway}:{MIDDLEBOX_HTTP_PORT}")
+            tcp.append(f"{self.net.isp_lan}:{MIDDLEBOX_HTTP_PORT}")
         if "--tls" in args:
-            tcp.append(f"{self.net.gateway}:{MIDDLEBOX_TLS_PORT}")
+            tcp.append(f"{self.net.isp_lan}:{MIDDLEBOX_TLS_PORT}")
         udp = [MIDDLEBOX_DNS] if "--dns" in args else []
         self._replace(servers.start_middlebox(self.isp, self.directory, args, tcp, udp))
 
@@ -299,7 +379,7 @@ class Lab:
                 "replace",
                 self.net.internet_prefix,
                 "via",
-                self.net.internet_wan,
+                self.net.transit_lan,
             )
 
     # ----- lifecycle --------------------------------------------------------------
@@ -343,63 +423,23 @@ def _build_network(lab: Lab) -> None:
     for ns in lab.namespaces:
         run(["ip", "netns", "add", ns])
         ns_run(ns, "ip", "link", "set", "lo", "up")
-    run(
-        [
-            "ip",
-            "link",
-            "add",
-            "to-isp",
-            "netns",
-            lab.vantage,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "to-vantage",
-            "netns",
-            lab.isp,
-        ]
-    )
-    run(
-        [
-            "ip",
-            "link",
-            "add",
-            "to-internet",
-            "netns",
-            lab.isp,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "to-isp",
-            "netns",
-            lab.internet,
-        ]
-    )
-    steps: list[tuple[str, ...]] = [
-        (lab.vantage, "ip", "addr", "add", f"{net.vantage}/24", "dev", "to-isp"),
-        (lab.vantage, "ip", "link", "set", "to-isp", "up"),
-        (lab.vantage, "ip", "route", "add", "default", "via", net.gateway),
-        (lab.isp, "ip", "addr", "add", f"{net.gateway}/24", "dev", "to-vantage"),
-        (lab.isp, "ip", "addr", "add", f"{net.isp_wan}/24", "dev", "to-internet"),
-        (lab.isp, "ip", "addr", "add", f"{net.blockpage}/32", "dev", "lo"),
-        (lab.isp, "ip", "link", "set", "to-vantage", "up"),
-        (lab.isp, "ip", "link", "set", "to-internet", "up"),
-        (lab.isp, "ip", "route", "add", net.internet_prefix, "via", net.internet_wan),
-        (lab.isp, "sysctl", "-qw", "net.ipv4.ip_forward=1"),
-        (lab.internet, "ip", "addr", "add", f"{net.internet_wan}/24", "dev", "to-isp"),
-        (lab.internet, "ip", "link", "set", "to-isp", "up"),
-        (lab.internet, "ip", "route", "add", f"10.{net.octet}.0.0/16", "via", net.isp_wan),
-        (lab.internet, "ip", "addr", "add", f"{net.internet_resolver}/32", "dev", "lo"),
-    ]
-    steps += [
-        (lab.internet, "ip", "addr", "add", f"{a}/32", "dev", "lo")
-        for addrs in (*net.hosts.values(), net.catch_all)
-        for a in addrs
-    ]
-    for ns, *argv in steps:
-        ns_run(ns, *argv)
+    for link in _links(net):
+        (a_role, a_if, _), (b_role, b_if, _) = link.a, link.b
+        run(
+            ["ip", "link", "add", a_if, "netns", lab.ns(a_role), "type", "veth",
+             "peer", "name", b_if, "netns", lab.ns(b_role)]
+        )  # fmt: skip
+        for role, interface, address in (link.a, link.b):
+            ns_run(lab.ns(role), "ip", "addr", "add", f"{address}/24", "dev", interface)
+            ns_run(lab.ns(role), "ip", "link", "set", interface, "up")
+    for role in ROUTERS:
+        ns_run(lab.ns(role), "sysctl", "-qw", *ROUTER_SYSCTLS)
+    for role, prefix, via in _routes(net):
+        ns_run(lab.ns(role), "ip", "route", "add", prefix, "via", via)
+    local = [(lab.isp, net.blockpage), (lab.internet, net.internet_resolver)]
+    local += [(lab.internet, a) for addrs in (*net.hosts.values(), net.catch_all) for a in addrs]
+    for ns, address in local:
+        ns_run(ns, "ip", "addr", "add", f"{address}/32", "dev", "lo")
     for table, chain, parent in CHAINS:
         ns_run(lab.isp, "iptables", "-w", "-t", table, "-N", chain)
         ns_run(lab.isp, "iptables", "-w", "-t", table, "-A", parent, "-j", chain)
