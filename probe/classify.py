@@ -11,7 +11,11 @@ trigger the differential points at, and a sentence of evidence):
   (TCP -> TLS -> HTTP), with its differential (control SNI, control Host);
 * content: blockpage fingerprints anywhere, cross-site redirects and
   plaintext-vs-HTTPS differences on the plaintext path;
-* throughput: target SNI against control SNI on the same address.
+* throughput: target SNI against control SNI on the same address;
+* the control helper (when one answered): its DNS is one more control
+  resolver, its TLS and ASNs prove addresses legitimate, and a failure it
+  meets too (same endpoint, same layer) is the site's own (``down``), not
+  the censor's; its page is the reference for plaintext when HTTPS is not.
 
 :func:`_combine` then applies the verdict precedence.  docs/methodology.md
 is the prose version of this module; keep the two in step.
@@ -30,12 +34,16 @@ from probe.blockpages import Fingerprint, match_dns, match_http, shipped_fingerp
 from probe.failures import Failure
 from probe.observations import (
     DNSQuery,
+    DNSRecord,
     DNSReply,
     DomainObservations,
     EndpointObservation,
+    HelperHTTP,
+    HelperObservation,
     HTTPObservation,
     TLSObservation,
 )
+from probe.sites import same_site
 from probe.verdict import Method, Status, Trigger, Verdict
 
 Path = Literal["dns", "https", "http"]  # which way to the site a finding breaks
@@ -43,21 +51,6 @@ Path = Literal["dns", "https", "http"]  # which way to the site a finding breaks
 THROTTLE_RATIO = 0.1  # target-SNI rate at most a tenth of the control-SNI rate
 DIFF_LENGTH_RATIO = 0.7  # OONI Web Connectivity's body-length threshold
 SERVER_ERRORS = frozenset({*range(500, 505), *range(520, 530)})
-
-# Registrable domains that are one site (a redirect between them is the site's own).
-SITE_FAMILIES: tuple[frozenset[str], ...] = (
-    frozenset({"x.com", "twitter.com", "t.co", "twimg.com"}),
-)
-# Public suffixes with two labels: enough of the Public Suffix List for the
-# countries this probe is used in, without shipping the whole list.
-_TWO_LABEL_SUFFIXES = frozenset(
-    {
-        "com.pk", "net.pk", "org.pk", "edu.pk", "gov.pk", "web.pk", "biz.pk", "fam.pk",
-        "co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.in",
-        "net.in", "org.in", "co.jp", "ne.jp", "com.br", "com.cn", "co.nz", "com.tr",
-        "co.za", "com.sg", "com.my", "com.bd", "com.ng", "com.eg", "co.id", "com.ru",
-    }
-)  # fmt: skip
 
 _ORDER = {method: index for index, method in enumerate(Method)}
 _TRIGGER_ORDER = {trigger: index for index, trigger in enumerate(Trigger)}
@@ -78,6 +71,12 @@ _RCODE_FAILURES = frozenset(
         Failure.DNS_OTHER_RCODE,
     }
 )
+_RCODES = {
+    Failure.DNS_NXDOMAIN: "NXDOMAIN",
+    Failure.DNS_SERVFAIL: "SERVFAIL",
+    Failure.DNS_REFUSED: "REFUSED",
+    Failure.DNS_NO_ANSWER: "NOERROR",
+}
 _UNREACHABLE = frozenset({Failure.NETWORK_UNREACHABLE, Failure.HOST_UNREACHABLE})
 _TCP_METHODS = {
     Failure.TIMEOUT: Method.TCP_TIMEOUT,
@@ -123,9 +122,10 @@ class _DNSResult:
 @dataclass(frozen=True)
 class _Outcome:
     """How far one endpoint got: ``ok`` (a usable response), ``fail`` (a
-    finding), ``server_error`` (5xx), ``odd`` (a failure no method names)."""
+    finding), ``server_error`` (5xx), ``odd`` (a failure no method names),
+    ``down`` (a failure the control helper met too: the site's own)."""
 
-    kind: Literal["ok", "fail", "server_error", "odd"]
+    kind: Literal["ok", "fail", "server_error", "odd", "down"]
     endpoint: EndpointObservation
     note: str
     finding: Finding | None = None
@@ -135,32 +135,106 @@ class _Outcome:
 def classify(obs: DomainObservations, fingerprints: Sequence[Fingerprint] | None = None) -> Verdict:
     """The verdict for one domain (pure: the same input always gives the same verdict)."""
     fps = shipped_fingerprints() if fingerprints is None else tuple(fingerprints)
-    dns = _dns_layer(obs, fps)
+    helper = obs.helper if obs.helper is not None and obs.helper.ok else None
+    dns = _dns_layer(obs, fps, helper)
     endpoints = [e for e in obs.endpoints if e.tcp is not None]
     ignored = _unroutable_families(endpoints)
     legit = [e for e in endpoints if e.address not in dns.bad and _family(e) not in ignored]
-    https = [_https_outcome(e, fps) for e in legit if e.port == 443]
+    https = [_https_outcome(e, fps, helper) for e in legit if e.port == 443]
     https_ok_at = {o.endpoint.address for o in https if o.kind == "ok"}
-    reference = _reference(https, dns.vantage_legit)
+    reference = _Reference(_reference(https, dns.vantage_legit), helper)
     plain = [_plain_outcome(e, fps, reference, https_ok_at) for e in legit if e.port == 80]
     content = [f for e in endpoints if e.address in dns.bad for f in _bad_endpoint(e, fps)]
     throttles = [f for e in legit if (f := _throttle(e)) is not None]
     notes = list(dns.notes)
     notes += [f"IPv{v} has no route from this vantage; its addresses are ignored." for v in ignored]
+    notes += _helper_notes(obs.helper)
     return _combine(obs, dns, https, plain, content + throttles, notes)
+
+
+# ------------------------------------------------------------- control helper
+
+
+def _helper_queries(helper: HelperObservation | None, domain: str) -> list[DNSQuery]:
+    """The helper's lookup as control queries (one per family it answered, or its failure)."""
+    if helper is None or (helper.dns_failure is None and not helper.dns_addresses):
+        return []
+    out = []
+    for qtype, family in (("A", 4), ("AAAA", 6)):
+        addresses = [a for a in helper.dns_addresses if netaddr.family(a) == family]
+        failure = helper.dns_failure
+        if failure is None and not addresses:
+            continue
+        rcode = _RCODES.get(failure, "NOERROR") if failure else "NOERROR"
+        records = tuple(DNSRecord(qtype, domain, a, 0) for a in addresses)
+        replies = (
+            ()
+            if failure and failure not in _RCODES
+            else (DNSReply(rcode, records, 0.0, helper.helper),)
+        )
+        out.append(DNSQuery(helper.helper, "control", domain, qtype, 0.0, 0.0, failure, replies))
+    return out
+
+
+def _helper_proven(helper: HelperObservation | None, domain: str) -> set[str]:
+    """Addresses the helper proved to be the site's: TLS with a valid certificate for
+    the domain, or the same ASN as an address the helper itself resolved."""
+    if helper is None:
+        return set()
+    proven = {e.address for e in helper.endpoints if e.tls_ok and e.tls_server_name == domain}
+    asn = {a.address: a.asn for a in helper.asns if a.asn}
+    own = {asn[a] for a in helper.dns_addresses if a in asn}
+    return proven | {a for a, n in asn.items() if n in own}
+
+
+def _helper_notes(helper: HelperObservation | None) -> list[str]:
+    if helper is None or helper.ok:
+        return []
+    tried = "; ".join(helper.tried) or f"{helper.helper}: {helper.failure}"
+    return [f"No control helper answered ({tried}); judged from this vantage's own differentials."]
+
+
+def _helper_agrees(
+    e: EndpointObservation, helper: HelperObservation | None, layer: Literal["tcp", "tls"]
+) -> str | None:
+    """How the helper failed the same way at this endpoint (or at every one it
+    tried, when it was not given this one); None when it did not."""
+    if helper is None:
+        return None
+    mine = helper.endpoint(e.address, e.port)
+    tried = [
+        h
+        for h in helper.endpoints
+        if h.port == e.port and (layer == "tcp" or h.tls_server_name is not None)
+    ]
+    if mine not in tried:
+        mine = None  # not given this endpoint (or no TLS there): judge by every one it tried
+    candidates = [mine] if mine is not None else tried
+    failures = [h.tcp_failure or (h.tls_failure if layer == "tls" else None) for h in candidates]
+    if not failures or not all(failures):
+        return None
+    where = "to it" if mine is not None else "to any address of the site"
+    return f"{failures[0]} {where}"
 
 
 # ------------------------------------------------------------------------ DNS
 
 
-def _dns_layer(obs: DomainObservations, fps: Sequence[Fingerprint]) -> _DNSResult:
+def _dns_layer(
+    obs: DomainObservations, fps: Sequence[Fingerprint], helper: HelperObservation | None
+) -> _DNSResult:
     """Findings of the DNS layer and the legitimacy of every address."""
     vantage = [q for q in obs.dns if q.origin == "vantage"]
     control = [q for q in obs.dns if q.origin == "control" and not _injected(q)]
+    control += _helper_queries(helper, obs.domain)
     by_type: dict[str, set[str]] = {}
+    nonexistent: set[str] = set()  # record types a control says do not exist (NXDOMAIN)
     for q in control:
         by_type.setdefault(q.qtype, set()).update(q.addresses)
+        if q.failure is Failure.DNS_NXDOMAIN and q.replies:
+            nonexistent.add(q.qtype)
     tls_valid = {e.address for e in obs.endpoints if e.tls is not None and e.tls.ok}
+    tls_valid |= _helper_proven(helper, obs.domain)
     findings: list[Finding] = []
     notes: list[str] = []
     legit: set[str] = {a for addrs in by_type.values() for a in addrs}
@@ -175,7 +249,8 @@ def _dns_layer(obs: DomainObservations, fps: Sequence[Fingerprint]) -> _DNSResul
             addresses = reply.addresses
             if not addresses:
                 continue
-            verdict = _judge_answer(addresses, by_type.get(q.qtype, set()), tls_valid, fps)
+            nx = q.qtype in nonexistent and not by_type.get(q.qtype)
+            verdict = _judge_answer(addresses, by_type.get(q.qtype, set()), tls_valid, fps, nx)
             if verdict is None:
                 legit.update(addresses)
                 vantage_legit.update(addresses)
@@ -187,7 +262,8 @@ def _dns_layer(obs: DomainObservations, fps: Sequence[Fingerprint]) -> _DNSResul
                 continue
             bad.update(addresses)
             if not injected:
-                findings.append(_answer_finding(q, reply, verdict, by_type.get(q.qtype, set())))
+                control_view = by_type.get(q.qtype, set())
+                findings.append(_answer_finding(q, reply, verdict, control_view, nx))
 
     failed = [q for q in vantage if not q.ok]
     resolved_any = any(q.addresses for q in vantage)
@@ -247,13 +323,15 @@ def _judge_answer(
     control: set[str],
     tls_valid: set[str],
     fps: Sequence[Fingerprint],
+    nonexistent: bool = False,
 ) -> Method | Fingerprint | None:
     """None when the answer is legitimate, else why not (a DNS fingerprint or a method).
 
     Legitimate: any of its addresses is a control address (or in the same /24
     or /48, for CDNs), or completed TLS with a valid certificate for the domain.
     Without a control answer only bogons are rejected (a public site never
-    publishes one); anything else cannot be judged and is trusted.
+    publishes one); anything else cannot be judged and is trusted, unless a
+    control (the helper) says the name does not exist (``nonexistent``).
     """
     fingerprint = match_dns(addresses, fps)
     if fingerprint is not None:
@@ -262,7 +340,7 @@ def _judge_answer(
         return None
     if any(netaddr.is_bogon(a) for a in addresses):
         return Method.DNS_BOGON
-    return Method.DNS_MISMATCH if control else None
+    return Method.DNS_MISMATCH if control or nonexistent else None
 
 
 def _near(address: str, control: Iterable[str]) -> bool:
@@ -290,9 +368,15 @@ def _injection_finding(q: DNSQuery) -> Finding:
 
 
 def _answer_finding(
-    q: DNSQuery, reply: DNSReply, why: Method | Fingerprint, control: set[str]
+    q: DNSQuery,
+    reply: DNSReply,
+    why: Method | Fingerprint,
+    control: set[str],
+    nonexistent: bool = False,
 ) -> Finding:
     expected = f"the control resolver gave {_join(sorted(control))}" if control else "no control"
+    if nonexistent:
+        expected = "a control says the name does not exist (NXDOMAIN)"
     if isinstance(why, Fingerprint):
         return Finding(
             Method.DNS_MISMATCH,
@@ -353,7 +437,7 @@ def _unroutable_families(endpoints: Sequence[EndpointObservation]) -> tuple[int,
     return tuple(sorted(dead)) if routable else ()
 
 
-def _tcp_outcome(e: EndpointObservation) -> _Outcome | None:
+def _tcp_outcome(e: EndpointObservation, helper: HelperObservation | None) -> _Outcome | None:
     """None when the connection was made."""
     assert e.tcp is not None
     failure = e.tcp.failure
@@ -361,17 +445,23 @@ def _tcp_outcome(e: EndpointObservation) -> _Outcome | None:
         return None
     label = netaddr.endpoint_label(e.address, e.port)
     path: Path = "https" if e.port == 443 else "http"
+    detail = " (ICMP unreachable)" if failure in _UNREACHABLE else ""
+    note = f"TCP connect to {label} failed after {e.tcp.elapsed_ms:.0f} ms: {failure}{detail}"
+    same = _helper_agrees(e, helper, "tcp")
+    if same is not None:
+        return _Outcome("down", e, f"{note}; the control helper could not connect either ({same}).")
     if failure not in _TCP_METHODS:
         return _Outcome("odd", e, f"TCP connect to {label} failed: {failure}.")
-    detail = " (ICMP unreachable)" if failure in _UNREACHABLE else ""
-    note = f"TCP connect to {label} failed after {e.tcp.elapsed_ms:.0f} ms: {failure}{detail}."
+    if helper is not None and helper.endpoint(e.address, e.port) is not None:
+        note += ", while the control helper connected to it"
+    note += "."
     return _Outcome("fail", e, note, Finding(_TCP_METHODS[failure], Trigger.IP, path, note))
 
 
 # ------------------------------------------------------------------ TLS / SNI
 
 
-def _tls_outcome(e: EndpointObservation) -> _Outcome | None:
+def _tls_outcome(e: EndpointObservation, helper: HelperObservation | None) -> _Outcome | None:
     """None when the target-SNI handshake succeeded."""
     tls = e.tls
     if tls is None:
@@ -379,6 +469,16 @@ def _tls_outcome(e: EndpointObservation) -> _Outcome | None:
     failure = tls.failure
     if failure is None:
         return None
+    same = _helper_agrees(e, helper, "tls")
+    if same is not None:
+        own = "certificate" if failure.is_tls_certificate else "TLS"
+        return _Outcome(
+            "down",
+            e,
+            f"TLS to {_label(e)} with SNI {tls.server_name} failed ({failure}) and the control "
+            f"helper's handshake failed too ({same}): the site's own {own} is broken, "
+            "not interfered with.",
+        )
     control = e.tls_control_sni
     if failure.is_tls_certificate:
         trigger = Trigger.SNI if _selective_mitm(tls, control) else Trigger.IP
@@ -424,8 +524,10 @@ def _selective_mitm(tls: TLSObservation, control: TLSObservation | None) -> bool
 # ------------------------------------------------------------------ HTTP / Host
 
 
-def _https_outcome(e: EndpointObservation, fps: Sequence[Fingerprint]) -> _Outcome:
-    early = _tcp_outcome(e) or _tls_outcome(e)
+def _https_outcome(
+    e: EndpointObservation, fps: Sequence[Fingerprint], helper: HelperObservation | None
+) -> _Outcome:
+    early = _tcp_outcome(e, helper) or _tls_outcome(e, helper)
     if early is not None:
         return early
     response = e.http
@@ -442,13 +544,43 @@ def _https_outcome(e: EndpointObservation, fps: Sequence[Fingerprint]) -> _Outco
     return _response_outcome(e, response)
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """What a plaintext response is compared with: the HTTPS response of the
+    same site (a censor cannot alter it), else the control helper's page."""
+
+    https: HTTPObservation | None
+    helper: HelperObservation | None
+
+    @property
+    def page(self) -> tuple[HTTPObservation | HelperHTTP, str] | None:
+        if self.https is not None:
+            return self.https, "over HTTPS"
+        if self.helper is not None and self.helper.http is not None:
+            return self.helper.http, "from the control helper"
+        return None
+
+    def same_redirect(self, location: str) -> str | None:
+        """Who else was sent to ``location``'s site (so it is the site's own), or None."""
+        host = urllib.parse.urlsplit(location).hostname or ""
+        if self.https is not None and any(
+            same_site(host, urllib.parse.urlsplit(other).hostname or "")
+            for other in _locations(self.https)
+        ):
+            return "the HTTPS response redirects there too"
+        hops = self.helper.http.redirects if self.helper and self.helper.http else ()
+        if any(same_site(host, urllib.parse.urlsplit(r.location).hostname or "") for r in hops):
+            return "the control helper was redirected there too"
+        return None
+
+
 def _plain_outcome(
     e: EndpointObservation,
     fps: Sequence[Fingerprint],
-    reference: HTTPObservation | None,
+    reference: _Reference,
     https_ok_at: set[str],
 ) -> _Outcome:
-    early = _tcp_outcome(e)
+    early = _tcp_outcome(e, reference.helper)
     if early is not None:
         return early
     response = e.http
@@ -464,12 +596,19 @@ def _plain_outcome(
         return _http_failed(e, response, failure, trigger, contrast, "http")
     elsewhere = _cross_site_location(response)
     if elsewhere is not None:
-        note = f"Plaintext HTTP to {_label(e)} redirected to {elsewhere}, another site."
-        finding = Finding(Method.HTTP_REDIRECT, content_trigger, "http", note)
-        return _Outcome("fail", e, note, finding, response)
-    difference = _difference(response, reference)
+        note = f"Plaintext HTTP to {_label(e)} redirected to {elsewhere}, another site"
+        own = reference.same_redirect(elsewhere)
+        if own is not None:
+            note = f"{note}; {own}, so it is the site's own redirect."
+            return _Outcome("ok", e, note, None, response)
+        finding = Finding(Method.HTTP_REDIRECT, content_trigger, "http", note + ".")
+        return _Outcome("fail", e, note + ".", finding, response)
+    page = reference.page
+    difference = _difference(response, page[0], page[1]) if page is not None else None
     if difference is not None:
-        note = f"Plaintext HTTP to {_label(e)} differs from the HTTPS page: {difference}."
+        assert page is not None
+        where = "the HTTPS page" if page[1] == "over HTTPS" else "the control helper's page"
+        note = f"Plaintext HTTP to {_label(e)} differs from {where}: {difference}."
         return _Outcome("fail", e, note, Finding(Method.HTTP_DIFF, content_trigger, "http", note))
     return _response_outcome(e, response)
 
@@ -590,55 +729,49 @@ def _bad_endpoint(e: EndpointObservation, fps: Sequence[Fingerprint]) -> list[Fi
 # --------------------------------------------------------- redirects and diffs
 
 
-def registrable_domain(host: str) -> str:
-    """``www.example.co.uk`` -> ``example.co.uk``; IP literals are returned as they are."""
-    host = host.strip("[]").rstrip(".").lower()
-    if netaddr.is_ip(host):
-        return host
-    labels = host.split(".")
-    size = 3 if ".".join(labels[-2:]) in _TWO_LABEL_SUFFIXES else 2
-    return ".".join(labels[-size:])
-
-
-def same_site(a: str, b: str) -> bool:
-    """Same registrable domain, or two domains of one site family (x.com, twitter.com)."""
-    ra, rb = registrable_domain(a), registrable_domain(b)
-    return ra == rb or any(ra in family and rb in family for family in SITE_FAMILIES)
+def _locations(response: HTTPObservation) -> list[str]:
+    """Every redirect target of an exchange: the hops followed and the last Location."""
+    locations = [r.location for r in response.redirects]
+    if response.status is not None and 300 <= response.status < 400:
+        locations += [v for k, v in response.headers if k.lower() == "location"]
+    return locations
 
 
 def _cross_site_location(response: HTTPObservation) -> str | None:
     """The first redirect target on another site, if any (relative ones stay on the host)."""
-    locations = [r.location for r in response.redirects]
-    if response.status is not None and 300 <= response.status < 400:
-        locations += [v for k, v in response.headers if k.lower() == "location"]
-    for location in locations:
+    for location in _locations(response):
         host = urllib.parse.urlsplit(location).hostname
         if host and not same_site(host, response.host):
             return location
     return None
 
 
-def _difference(response: HTTPObservation, reference: HTTPObservation | None) -> str | None:
-    """How a plaintext response materially differs from the HTTPS one (None: it does not)."""
-    if reference is None or reference.status is None or reference.status >= 500:
+def _difference(
+    response: HTTPObservation, reference: HTTPObservation | HelperHTTP, where: str
+) -> str | None:
+    """How a plaintext response materially differs from the reference page
+    (None: it does not, or the reference is no page to compare with)."""
+    if reference.failure is not None and not isinstance(reference, HTTPObservation):
+        return None
+    if reference.status is None or reference.status >= 500 or reference.body_length is None:
         return None
     status = response.status or 0
     if 300 <= status < 400:
         return None  # a same-site redirect (cross-site ones are caught before)
     if status // 100 != reference.status // 100:
-        return f"status {status} against {reference.status} over HTTPS"
+        return f"status {status} against {reference.status} {where}"
     longest = max(response.body_length, reference.body_length)
     ratio = min(response.body_length, reference.body_length) / longest if longest else 1.0
     title, expected = _title(response), _title(reference)
     if ratio < DIFF_LENGTH_RATIO and title != expected:
         return (
             f"{response.body_length} bytes titled {title!r} against {reference.body_length} "
-            f"bytes titled {expected!r} over HTTPS"
+            f"bytes titled {expected!r} {where}"
         )
     return None
 
 
-def _title(response: HTTPObservation) -> str:
+def _title(response: HTTPObservation | HelperHTTP) -> str:
     return " ".join((response.title or "").split()).casefold()
 
 
@@ -704,6 +837,9 @@ def _combine(
         best = next(o for o in https if o.kind == "ok")
         lead = f"{best.note[:-1]} with a valid certificate."
         return Verdict(Status.ACCESSIBLE, reasons=(lead, *reasons), https_ok=True)
+    own = _own_failure(https, plain)
+    if own is not None:
+        return own
     errors_only = all(o.kind == "server_error" for o in (*https, *plain))
     if https and errors_only:
         lead = "The site answers only with server errors (5xx) over HTTPS and HTTP."
@@ -717,6 +853,35 @@ def _combine(
         else "The observations do not support a verdict."
     )
     return Verdict(Status.INCONCLUSIVE, reasons=(lead, *details, *notes), https_ok=https_ok)
+
+
+def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdict | None:
+    """The verdict when HTTPS fails only the way it fails from the control helper too.
+
+    Then the failure is the site's: ``down``, unless plaintext HTTP serves a
+    page (a site without working HTTPS is still reachable over HTTP).
+    """
+    own = [o for o in (*https, *plain) if o.kind == "down"]
+    if not own or not all(o.kind in ("down", "server_error") for o in https):
+        return None
+    details = [o.note for o in (*https, *plain)]
+    page = next(
+        (
+            o
+            for o in _users_view(plain)
+            if o.kind == "ok" and o.response is not None and not _redirect(o.response)
+        ),
+        None,
+    )
+    if page is not None:
+        lead = f"{page.note[:-1]}; HTTPS fails from the control helper too (the site's own)."
+        return Verdict(Status.ACCESSIBLE, reasons=(lead, *details), https_ok=False)
+    lead = "The control helper outside this network meets the same failures: the site is down."
+    return Verdict(Status.DOWN, reasons=(lead, *details), https_ok=False if https else None)
+
+
+def _redirect(response: HTTPObservation) -> bool:
+    return response.status is not None and 300 <= response.status < 400
 
 
 def _users_view(outcomes: Sequence[_Outcome]) -> Sequence[_Outcome]:

@@ -224,6 +224,92 @@ class ControlSiteObservation:
         return self.tls is not None and self.tls.ok
 
 
+# ---------------------------------------------------------------- control helper
+
+
+@dataclass(frozen=True)
+class HelperEndpoint:
+    """What the control helper saw at one ``address:port`` the probe also dialled.
+
+    ``tls_server_name`` is None when the helper made no TLS handshake there
+    (port 80); the helper verifies the certificate for the URL's host.
+    """
+
+    address: str
+    port: int
+    tcp_failure: Failure | None
+    tls_server_name: str | None = None
+    tls_failure: Failure | None = None
+
+    @property
+    def tls_ok(self) -> bool:
+        return (
+            self.tls_server_name is not None
+            and self.tcp_failure is None
+            and (self.tls_failure is None)
+        )
+
+
+@dataclass(frozen=True)
+class HelperHTTP:
+    """The helper's fetch of the URL (redirects followed): OONI compares these fields.
+
+    ``redirects`` is reachprobe's extension of the protocol (the hops the
+    helper followed); OONI's helpers do not send it, so it is often empty.
+    """
+
+    failure: Failure | None
+    status: int | None  # None where the protocol says -1
+    body_length: int | None
+    title: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    redirects: tuple[Redirect, ...] = ()
+
+
+@dataclass(frozen=True)
+class HelperASN:
+    address: str
+    asn: int
+
+
+@dataclass(frozen=True)
+class HelperObservation:
+    """The same URL measured by a control helper outside the censor (OONI's TH protocol).
+
+    ``failure`` is set when no helper answered (then only ``helper``,
+    ``tried`` and the times mean anything): the check is judged from this
+    vantage alone and a reason says so.
+    """
+
+    helper: str  # the helper's URL, or "ooni:test-helper" for imported measurements
+    t_ms: float
+    elapsed_ms: float
+    failure: Failure | None
+    url: str = ""  # what the helper was asked to fetch
+    dns_failure: Failure | None = None
+    dns_addresses: tuple[str, ...] = ()
+    endpoints: tuple[HelperEndpoint, ...] = ()
+    http: HelperHTTP | None = None
+    asns: tuple[HelperASN, ...] = ()  # from the helper's ip_info, when it has an ASN database
+    tried: tuple[str, ...] = ()  # "URL: failure" for helpers that failed before this one
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def endpoint(self, address: str, port: int) -> HelperEndpoint | None:
+        return next((e for e in self.endpoints if e.address == address and e.port == port), None)
+
+    @property
+    def saw_site(self) -> bool | None:
+        """Did the helper fetch the site (a status below 500)? None without an answer."""
+        if not self.ok or self.http is None:
+            return None
+        return (
+            self.http.failure is None and self.http.status is not None and (self.http.status < 500)
+        )
+
+
 # ----------------------------------------------------------------- one domain
 
 
@@ -254,6 +340,7 @@ class DomainObservations:
     controls: tuple[ControlSiteObservation, ...] = ()
     probe_version: str = ""
     notes: tuple[str, ...] = field(default=())  # e.g. "addresses capped at 4 per family"
+    helper: HelperObservation | None = None  # the view from outside (None: no helper asked)
 
 
 # ------------------------------------------------------------------- the codec

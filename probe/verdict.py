@@ -56,7 +56,7 @@ class Trigger(enum.StrEnum):
 
 # Bump when a change to the classifier can change a verdict; stored with every
 # verdict so re-classified rows can be told from old ones.
-CLASSIFIER_VERSION = "1"
+CLASSIFIER_VERSION = "2"  # 2: control helper rows, Public Suffix List
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ from probe.observations import (
     DNSReply,
     DomainObservations,
     EndpointObservation,
+    HelperASN,
+    HelperEndpoint,
+    HelperHTTP,
+    HelperObservation,
     HTTPObservation,
     Origin,
     Redirect,
@@ -295,6 +299,51 @@ def skipped(
 def endpoints(*addresses: str, **https_kwargs: Any) -> tuple[EndpointObservation, ...]:
     """Working 443 and 80 endpoints for each address (``https_kwargs`` go to :func:`https`)."""
     return tuple(e for a in addresses for e in (https(a, **https_kwargs), plain(a)))
+
+
+# -------------------------------------------------------------- control helper
+
+HELPER = "https://helper.example/"
+
+
+def helper(
+    *addresses: str,
+    dns_failure: Failure | None = None,
+    tcp: Failure | None = None,
+    tls: Failure | None = None,
+    status: int | None = 200,
+    title: str = "X",
+    body_length: int = len(PAGE),
+    redirects: Sequence[tuple[int, str]] = (),
+    asns: dict[str, int] | None = None,
+    failure: Failure | None = None,
+) -> HelperObservation:
+    """The helper's view: it resolved ``addresses`` (default ADDR) and every 443/80
+    endpoint of them behaved as told; ``failure`` means no helper answered."""
+    if failure is not None:
+        return HelperObservation(HELPER, 10.0, 500.0, failure, tried=(f"{HELPER}: {failure}",))
+    addresses = addresses or (ADDR,)
+    resolved = () if dns_failure else addresses
+    eps = tuple(
+        e
+        for a in addresses
+        for e in (
+            HelperEndpoint(a, 443, tcp, DOMAIN if tcp is None else None, tls),
+            HelperEndpoint(a, 80, tcp),
+        )
+    )
+    failed = tcp or tls or dns_failure
+    page = HelperHTTP(
+        failed,
+        None if failed else status,
+        None if failed else body_length,
+        None if failed else title,
+        redirects=tuple(Redirect(s, loc) for s, loc in redirects),
+    )
+    known = tuple(HelperASN(a, n) for a, n in (asns or {}).items())
+    return HelperObservation(
+        HELPER, 10.0, 300.0, None, f"https://{DOMAIN}/", dns_failure, resolved, eps, page, known
+    )
 
 
 # --------------------------------------------------------------- control sites

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from probe.classify import classify, registrable_domain, same_site
+from probe.classify import classify
 from probe.failures import Failure as F
 from probe.observations import DomainObservations, from_dict, to_dict
+from probe.sites import families, registrable_domain, same_site
 from probe.verdict import Method as M
 from probe.verdict import Status as S
 from probe.verdict import Trigger as T
@@ -444,6 +445,15 @@ def test_same_site_rule() -> None:
     assert not same_site("x.com", "x.com.evil.example")
     assert registrable_domain("a.b.example.co.uk.") == "example.co.uk"
     assert registrable_domain("119.73.65.87") == "119.73.65.87"
+
+
+def test_same_site_uses_the_public_suffix_list_and_the_platforms() -> None:
+    assert registrable_domain("www.bbc.co.uk") == "bbc.co.uk"
+    assert registrable_domain("a.b.city.kawasaki.jp") == "city.kawasaki.jp"  # an exception rule
+    assert not same_site("alice.github.io", "bob.github.io")  # private section of the list
+    assert same_site("www.facebook.com", "static.xx.fbcdn.net")  # from platforms.toml
+    assert not same_site("facebook.com", "twitter.com")
+    assert frozenset({"x.com", "twitter.com", "t.co", "twimg.com"}) in families()
 
 
 def test_private_address_is_legitimate_when_the_control_agrees() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection
 
+from probe.verdict import CLASSIFIER_VERSION
 from storage import MeasurementFilter, Store, Vantage
 from storage.export import (
     CORE_COLUMNS,
@@ -87,7 +88,7 @@ def test_columns_values_and_chronological_order(store: Store) -> None:
         "tls_ms": "",
         "http_ms": "55.0",
         "probe_version": "0.1.0",
-        "classifier_version": "1",
+        "classifier_version": CLASSIFIER_VERSION,
     }
     assert rows[1]["verdict"] == "accessible" and rows[1]["trigger"] == ""
     assert [r["id"] for r in _export(store, MeasurementFilter(verdict="blocked"), extra=[])] == [
