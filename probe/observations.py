@@ -323,6 +323,7 @@ class CheckSettings:
     control_domains: tuple[str, ...]
     timeout_s: float
     ca_bundle: str | None = None
+    helpers: tuple[str, ...] = ()  # control helper URLs asked, in order
 
 
 @dataclass(frozen=True)
