@@ -11,7 +11,10 @@ domain's start, so a fully blocked domain still gets its verdict in about
    origin), ports 443 and 80 concurrently: TCP, TLS with the target SNI, TLS
    with the control SNI, HTTPS GET; plaintext GET with the target Host and
    with a control Host.
-3. The classifier turns the observations into a verdict.
+3. With ``--helper``: as soon as DNS is done, the URL and every endpoint go
+   to a control helper (:mod:`probe.helper.client`), in parallel with step 2
+   and under the same deadline; a blocked helper cannot delay the verdict.
+4. The classifier turns the observations into a verdict.
 
 Control sites (``--control-domain``) are measured once per run, in parallel
 with the first targets, and attached to every domain's observations.
@@ -34,6 +37,7 @@ from probe.observations import (
     DNSQuery,
     DomainObservations,
     EndpointObservation,
+    HelperObservation,
     HTTPObservation,
     Origin,
     TCPObservation,
@@ -80,6 +84,7 @@ class CheckOptions:
     max_addresses_per_family: int = 4
     concurrency: int = 8
     allow_loopback: bool = False  # tests only: lets in-process loopback servers be dialled
+    helpers: tuple[str, ...] = ()  # control helper URLs, tried in order
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class _Plan:
             control_domains=o.control_domains,
             timeout_s=o.timeout,
             ca_bundle=o.ca_bundle,
+            helpers=o.helpers,
         )
 
 
@@ -114,6 +120,7 @@ def plan(options: CheckOptions) -> _Plan:
     from probe.blockpages import load_fingerprints
     from probe.checks import dns, tls
     from probe.errors import UsageError
+    from probe.helper.client import check_url
     from probe.targets import normalize_domain
 
     if not 0 < options.timeout <= 600:
@@ -121,6 +128,8 @@ def plan(options: CheckOptions) -> _Plan:
     if options.concurrency < 1:
         raise UsageError("invalid concurrency: must be at least 1")
     normalize_domain(options.control_sni)
+    for url in options.helpers:
+        check_url(url)
     for name in options.control_domains:
         normalize_domain(name)
     resolver = dns.parse_resolver(options.resolver) if options.resolver else dns.system_resolver()
@@ -175,7 +184,9 @@ async def check_domain(
     t0 = time.monotonic()
     clock = _Deadline(t0, run.options.timeout)
     queries = await _resolve_all(target.domain, run, clock)
+    helper = asyncio.create_task(_ask_helpers(target, queries, run, clock))
     endpoints = await _probe_endpoints(target.domain, queries, run, clock)
+    helper_view = await helper
     control_sites = await controls if controls is not None else ()
     notes = _notes(queries, run.options.max_addresses_per_family)
     return DomainObservations(
@@ -190,6 +201,7 @@ async def check_domain(
         controls=control_sites,
         probe_version=__version__,
         notes=notes,
+        helper=helper_view,
     )
 
 
@@ -279,6 +291,30 @@ def _notes(queries: Sequence[DNSQuery], cap: int) -> tuple[str, ...]:
         f"{origin} {qtype} answers capped at {cap} of {n} addresses"
         for (origin, qtype), n in sorted(counts.items())
         if n > cap
+    )
+
+
+# ------------------------------------------------------------- control helper
+
+
+async def _ask_helpers(
+    target: Target, queries: Sequence[DNSQuery], run: _Plan, clock: _Deadline
+) -> HelperObservation | None:
+    """The helper's view of the URL and of every address this check dials."""
+    if not run.options.helpers:
+        return None
+    from probe.helper.client import ask
+
+    scheme = "http" if target.input.lower().startswith("http://") else "https"
+    addresses = _addresses(queries, run.options.max_addresses_per_family)
+    endpoints = [(a, p) for a in addresses if netaddr.is_ip(a) for p in (443, 80)]
+    return await ask(
+        run.options.helpers,
+        f"{scheme}://{target.domain}/",
+        endpoints,
+        timeout=clock.remaining(),
+        t0=clock.t0,
+        ca_bundle=run.options.ca_bundle,
     )
 
 

@@ -68,6 +68,7 @@ class ChecksConfig:
     control_sni: str | None = None
     ca_bundle: str | None = None
     concurrency: int = 2  # targets checked at the same time by the daemon
+    helpers: tuple[str, ...] = ()  # control helper URLs (key `helper`), tried in order
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,7 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
         "control_sni": (_text, "control_sni"),
         "ca_bundle": (_text, "ca_bundle"),
         "concurrency": (lambda v: _integer(v, minimum=1), "concurrency"),
+        "helper": (_text_list, "helpers"),
     },
     "storage": {
         "url": (_text, "url"),
@@ -427,6 +429,13 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
                 parse(item)
             except UsageError as exc:
                 raise fail(dotted, str(exc)) from None
+    from probe.helper.client import check_url
+
+    for url in checks.helpers:
+        try:
+            check_url(url)
+        except UsageError as exc:
+            raise fail("checks.helper", str(exc)) from None
     if checks.ca_bundle is not None and not Path(checks.ca_bundle).is_file():
         raise fail("checks.ca_bundle", f"no such file: {checks.ca_bundle}")
     if config.metrics.listen is not None:
@@ -478,6 +487,7 @@ def check_options(config: Config) -> CheckOptions:
         resolver=checks.resolver,
         timeout=checks.timeout_s,
         ca_bundle=checks.ca_bundle,
+        helpers=checks.helpers,
     )
     if checks.control_resolvers is not None:
         options = replace(options, control_resolvers=checks.control_resolvers)

@@ -14,6 +14,7 @@ from probe.observations import (
     DNSQuery,
     DomainObservations,
     EndpointObservation,
+    HelperObservation,
     HTTPObservation,
     TLSObservation,
     rfc3339,
@@ -59,12 +60,22 @@ def check_json(obs: DomainObservations, verdict: Verdict) -> dict[str, Any]:
                 }
                 for c in obs.controls
             ],
+            "helper": _helper_json(obs.helper),
         },
         "resolver": obs.settings.resolver,
         "notes": list(obs.notes),
         "probe_version": obs.probe_version,
         "classifier_version": verdict.classifier_version,
     }
+
+
+def _helper_json(view: HelperObservation | None) -> dict[str, Any] | None:
+    """The helper's answer as stored, plus whether it saw the site working."""
+    if view is None:
+        return None
+    data: dict[str, Any] = to_dict(view)
+    data["saw_site"] = view.saw_site
+    return data
 
 
 def _step(obs: Any) -> dict[str, Any] | None:
@@ -141,6 +152,8 @@ def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> s
     if obs.controls:
         state = "all reachable" if not down_controls else "unreachable: " + ", ".join(down_controls)
         lines.append(f"  control sites   {state}")
+    if obs.helper is not None:
+        lines.append(f"  control helper  {helper_summary(obs.helper)}")
     lines += [f"  why             {r}" for r in verdict.reasons]
     if verdict.status is Status.BLOCKED and verdict.https_ok:
         lines.append("  note            HTTPS still works; only plaintext HTTP is interfered with")
@@ -195,6 +208,26 @@ def _endpoint_lines(e: EndpointObservation) -> list[str]:
         parts.append(_http("http control-host", e.http_control_host))
     parts = [p for p in parts if p]
     return [f"  {label:<22} {parts[0]}"] + [f"  {'':<22} {p}" for p in parts[1:]]
+
+
+def helper_summary(view: HelperObservation) -> str:
+    """One line: what the helper outside saw (or why there is no answer)."""
+    if not view.ok:
+        return f"no answer ({'; '.join(view.tried) or view.failure})"
+    dns = ", ".join(view.dns_addresses) or (view.dns_failure.value if view.dns_failure else "-")
+    reached = sum(e.tcp_failure is None for e in view.endpoints)
+    parts = [f"dns {dns}", f"tcp {reached}/{len(view.endpoints)} ok"]
+    http = view.http
+    if http is not None and http.status is not None:
+        page = f"HTTP {http.status}"
+        if http.redirects:
+            page += f" via {http.redirects[-1].location}"
+        if http.title:
+            page += f' "{http.title[:60]}"'
+        parts.append(page)
+    elif http is not None:
+        parts.append(f"http {http.failure.value if http.failure else 'failed'}")
+    return f"{'; '.join(parts)}  ({view.elapsed_ms:.0f} ms, {view.helper})"
 
 
 def _result(name: str, step: Any) -> str:

@@ -61,6 +61,13 @@ def check(
         help="Deadline per domain (the verdict comes by then).",
     ),
     concurrency: int = typer.Option(8, "--concurrency", help="Domains checked at once."),
+    helper: list[str] = typer.Option(
+        None,
+        "--helper",
+        metavar="URL",
+        help="Control helper (OONI test-helper protocol) measuring from outside; repeatable, "
+        "tried in order (default: the config's [checks] helper, else none).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="One probe.check/1 JSON object per line."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the results."),
     db: str | None = typer.Option(
@@ -94,6 +101,7 @@ def check(
         timeout=timeout,
         ca_bundle=ca_bundle,
         concurrency=concurrency,
+        helpers=tuple(helper or ()) or _config_helpers(config),
     )
     sink = None if no_store else _Sink(*_vantage(config, vantage, db))
     try:
@@ -164,6 +172,14 @@ def _run(
         if progress:
             sys.stderr.write("\r\x1b[K")
     return statuses
+
+
+def _config_helpers(config: str | None) -> tuple[str, ...]:
+    if config is None:
+        return ()
+    from probe.config import load_config
+
+    return load_config(config).checks.helpers
 
 
 def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vantage, str | None]:
