@@ -7,8 +7,19 @@ Lines, optionally gzipped) hold raw observations in ``test_keys``: DNS
 are mapped onto :mod:`probe.observations` (what OONI did not measure stays
 empty) and judged by :func:`probe.classify.classify`, so historical data and
 our own checks share one verdict vocabulary; OONI's own ``blocking`` field is
-not used.  Each measurement gets a UUID derived from its OONI identity, so
-importing a file twice adds nothing.
+not used.  Each measurement gets a UUID derived from its OONI identity (its
+content when it has none), so importing a file twice adds nothing.
+
+What is carried: the test helper's ``control`` as the helper observation
+(the same protocol our probe speaks); only ``getaddrinfo``/system lookups as
+the vantage's DNS, DoH lookups as control DNS (encrypted, like our own
+control resolvers), UDP lookups to other resolvers as notes only (on-path
+equipment can rewrite them); an input that redirects (a bit.ly link) is
+classified as the final site of its chain, which is named in the notes; IDN
+names in their ASCII (punycode) form; an HTTP status even when the body
+failed.  What is dropped: network events, QUIC/HTTP3, the probe's own
+``blocking`` verdict, and the helper's view when it measured another host
+than the one classified (a redirecting input).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from urllib.parse import urlsplit
 
 from probe.errors import UsageError
 from probe.failures import Failure
+from probe.helper.protocol import failure, parse_response
 from probe.observations import (
     BODY_KEEP,
     Certificate,
@@ -37,6 +49,7 @@ from probe.observations import (
     DNSReply,
     DomainObservations,
     EndpointObservation,
+    HelperObservation,
     HTTPObservation,
     Origin,
     Redirect,
@@ -51,64 +64,11 @@ TEST_NAME = "web_connectivity"
 TH_RESOLVER = "ooni:test-helper"
 _NAMESPACE = uuid.UUID("6f1d7c52-3a7e-4d0b-9a51-0b0e5d1c0001")
 
-# df-007 failure strings (and the Go engine's newer ones) onto our vocabulary.
-FAILURES: dict[str, Failure] = {
-    "dns_nxdomain_error": Failure.DNS_NXDOMAIN,
-    "dns_name_error": Failure.DNS_NXDOMAIN,
-    "dns_lookup_error": Failure.DNS_NXDOMAIN,
-    "dns_server_misbehaving": Failure.DNS_SERVFAIL,
-    "dns_name_failure": Failure.DNS_SERVFAIL,
-    "dns_refused_error": Failure.DNS_REFUSED,
-    "dns_no_answer": Failure.DNS_NO_ANSWER,
-    "android_dns_cache_no_data": Failure.DNS_NO_ANSWER,
-    "dns_bogon_error": Failure.DNS_BAD_REPLY,
-    "dns_reply_with_wrong_query_id": Failure.DNS_BAD_REPLY,
-    "generic_timeout_error": Failure.TIMEOUT,
-    "deferred_timeout_error": Failure.TIMEOUT,
-    "tcp_timed_out_error": Failure.TIMEOUT,
-    "task_timed_out": Failure.TIMEOUT,
-    "connection_refused": Failure.CONNECTION_REFUSED,
-    "connection_refused_error": Failure.CONNECTION_REFUSED,
-    "connection_reset": Failure.CONNECTION_RESET,
-    "connection_lost_error": Failure.CONNECTION_RESET,
-    "eof_error": Failure.EOF,
-    "connection_done": Failure.EOF,
-    "response_never_received": Failure.EOF,
-    "host_unreachable": Failure.HOST_UNREACHABLE,
-    "network_unreachable": Failure.NETWORK_UNREACHABLE,
-    "ssl_invalid_hostname": Failure.TLS_INVALID_HOSTNAME,
-    "ssl_unknown_authority": Failure.TLS_UNKNOWN_AUTHORITY,
-    "ssl_unknown_autority": Failure.TLS_UNKNOWN_AUTHORITY,  # sic, as in df-007
-    "ssl_invalid_certificate": Failure.TLS_INVALID_CERTIFICATE,
-    "ssl_failed_handshake": Failure.TLS_PROTOCOL_ERROR,
-}
 _RCODES = {
     Failure.DNS_NXDOMAIN: "NXDOMAIN",
     Failure.DNS_SERVFAIL: "SERVFAIL",
     Failure.DNS_REFUSED: "REFUSED",
 }
-
-
-def failure(value: Any) -> Failure | None:
-    """Our name for an OONI failure string (None stays None)."""
-    if value is None or value == "":
-        return None
-    text = str(value)
-    if text in FAILURES:
-        return FAILURES[text]
-    lower = text.lower()  # "unknown_failure: ... connection reset by peer" and the like
-    for needle, name in (
-        ("reset by peer", Failure.CONNECTION_RESET),
-        ("connection refused", Failure.CONNECTION_REFUSED),
-        ("no route to host", Failure.HOST_UNREACHABLE),
-        ("network is unreachable", Failure.NETWORK_UNREACHABLE),
-        ("timed out", Failure.TIMEOUT),
-        ("timeout", Failure.TIMEOUT),
-        ("eof", Failure.EOF),
-    ):
-        if needle in lower:
-            return name
-    return Failure.UNKNOWN_ERROR
 
 
 @dataclass(frozen=True)
@@ -161,9 +121,15 @@ def _loads(text: str) -> Any:
 
 def measurement_id(doc: Mapping[str, Any]) -> str:
     """A stable UUID for one OONI measurement (idempotent imports)."""
-    ident = doc.get("measurement_uid") or "|".join(
-        str(doc.get(k, "")) for k in ("report_id", "input", "measurement_start_time", "probe_asn")
-    )
+    ident = doc.get("measurement_uid")
+    if not ident and doc.get("report_id"):
+        ident = "|".join(
+            str(doc.get(k, ""))
+            for k in ("report_id", "input", "measurement_start_time", "probe_asn")
+        )
+    if not ident:  # no identity of its own (e.g. an empty report_id): its content is one
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        ident = "content:" + _sha256(canonical.encode())
     return str(uuid.uuid5(_NAMESPACE, str(ident)))
 
 
@@ -186,36 +152,41 @@ def to_observations(doc: Mapping[str, Any], platform: str | None) -> DomainObser
     """Map one Web Connectivity measurement onto our observation records."""
     url = str(doc.get("input") or "")
     parts = urlsplit(url)
-    domain = (parts.hostname or "").lower()
-    if not domain:
+    asked = _ascii(parts.hostname or "")
+    if not asked:
         raise ValueError("no input URL")
-    scheme = parts.scheme.lower() or "http"
-    port = parts.port or (443 if scheme == "https" else 80)
     keys: Mapping[str, Any] = doc.get("test_keys") or {}
+    requests = list(reversed(_list(keys.get("requests"))))  # OONI lists the last request first
+    chain = _chain(requests, asked)
+    domain = chain[-1]
+    final = urlsplit(_request_url(requests[-1]) if requests else url)
+    scheme = (final.scheme or parts.scheme).lower() or "http"
+    port = (final.port if final.hostname else parts.port) or (443 if scheme == "https" else 80)
     started = _start_time(doc)
-    control: Mapping[str, Any] = keys.get("control") or {}
 
-    vantage_dns = tuple(
-        q for raw in _list(keys.get("queries")) for q in _vantage_queries(raw, domain)
-    )
-    control_dns = _control_queries(control.get("dns"), domain)
+    raw_queries = [
+        q for q in _list(keys.get("queries")) if _ascii(str(q.get("hostname") or "")) == domain
+    ]
+    vantage_dns = tuple(q for raw in raw_queries for q in _vantage_queries(raw, domain))
+    doh_dns = tuple(q for raw in raw_queries for q in _doh_queries(raw, domain))
     origins: dict[str, set[Origin]] = {}
-    for q in (*vantage_dns, *control_dns):
+    for q in (*vantage_dns, *doh_dns):
         for address in q.addresses:
             origins.setdefault(address, set()).add(q.origin)
 
-    tls_by_address = {}
+    tls_by_address: dict[tuple[str, int], TLSObservation] = {}
     for raw in _list(keys.get("tls_handshakes")):
         tls = _tls(raw, domain, port)
-        if tls is not None and (tls.address, tls.port) not in tls_by_address:
-            tls_by_address[(tls.address, tls.port)] = tls
-    requests = list(reversed(_list(keys.get("requests"))))  # OONI lists the last request first
+        if tls is not None and tls.server_name == domain:
+            tls_by_address.setdefault((tls.address, tls.port), tls)
     endpoints: list[EndpointObservation] = []
     http_attached = False
     for raw in _list(keys.get("tcp_connect")):
         ip, tcp_port = str(raw.get("ip") or ""), _int(raw.get("port")) or port
         if not ip or any(e.address == ip and e.port == tcp_port for e in endpoints):
             continue
+        if domain != asked and ip not in origins:
+            continue  # an address of another host of the redirect chain
         status = raw.get("status") or {}
         tcp = TCPObservation(
             address=ip,
@@ -243,6 +214,7 @@ def to_observations(doc: Mapping[str, Any], platform: str | None) -> DomainObser
             )
         )
     resolver = next((q.resolver for q in vantage_dns), "ooni:system")
+    helper = _helper(keys, url, same_host=domain == asked)
     return DomainObservations(
         domain=domain,
         input=url,
@@ -251,41 +223,104 @@ def to_observations(doc: Mapping[str, Any], platform: str | None) -> DomainObser
         duration_ms=float(doc.get("test_runtime") or 0) * 1000,
         settings=CheckSettings(
             resolver=resolver,
-            control_resolvers=(TH_RESOLVER,),
+            control_resolvers=tuple(dict.fromkeys(q.resolver for q in doh_dns)),
             control_sni="",
             control_domains=(),
             timeout_s=0.0,
+            helpers=(TH_RESOLVER,) if helper is not None else (),
         ),
-        dns=(*vantage_dns, *control_dns),
+        dns=(*vantage_dns, *doh_dns),
         endpoints=tuple(endpoints),
         probe_version=f"{doc.get('software_name', 'ooni')}/{doc.get('software_version', '?')}",
-        notes=_notes(doc, control),
+        notes=_notes(doc, chain, raw_queries, helper is None and bool(keys.get("control"))),
+        helper=helper,
     )
 
 
-def _notes(doc: Mapping[str, Any], control: Mapping[str, Any]) -> tuple[str, ...]:
+def _ascii(host: str) -> str:
+    """The ASCII (punycode) form of a hostname, as our own checks name domains."""
+    from probe.targets import normalize_domain
+
+    try:
+        return normalize_domain(host)
+    except UsageError:
+        return host.strip("[]").rstrip(".").lower()
+
+
+def _request_url(request: Mapping[str, Any]) -> str:
+    return str((request.get("request") or {}).get("url") or "")
+
+
+def _chain(requests: Sequence[Mapping[str, Any]], asked: str) -> list[str]:
+    """The hosts of the redirect chain, in order, starting with the input's."""
+    hosts = [asked]
+    for request in requests:
+        host = _ascii(urlsplit(_request_url(request)).hostname or "")
+        if host and host != hosts[-1]:
+            hosts.append(host)
+    return hosts
+
+
+def _helper(keys: Mapping[str, Any], url: str, *, same_host: bool) -> HelperObservation | None:
+    """The test helper's answer (or its failure) as our helper observation."""
+    control = keys.get("control")
+    if keys.get("control_failure"):
+        fail = failure(keys.get("control_failure")) or Failure.UNKNOWN_ERROR
+        tried = (f"{TH_RESOLVER}: {keys.get('control_failure')}",)
+        return HelperObservation(TH_RESOLVER, 0.0, 0.0, fail, url=url, tried=tried)
+    if not isinstance(control, Mapping) or not control or not same_host:
+        return None
+    return parse_response(control, helper=TH_RESOLVER, url=url, t_ms=0.0, elapsed_ms=0.0)
+
+
+def _notes(
+    doc: Mapping[str, Any],
+    chain: Sequence[str],
+    queries: Sequence[Mapping[str, Any]],
+    helper_dropped: bool,
+) -> tuple[str, ...]:
     notes = [
-        f"Imported from OONI {TEST_NAME} (report {doc.get('report_id', '?')}); "
+        f"Imported from OONI {TEST_NAME} (report {doc.get('report_id') or '?'}); "
         f"OONI said blocking={(doc.get('test_keys') or {}).get('blocking')!r}."
     ]
-    http = control.get("http_request") or {}
-    if http:
+    if len(chain) > 1:
+        notes.append(f"The input redirected: {' -> '.join(chain)}; the last site is judged.")
+    if helper_dropped:
         notes.append(
-            f"OONI test helper HTTP: status {http.get('status_code')}, "
-            f"body {http.get('body_length')} bytes, failure {http.get('failure')}."
+            f"OONI's test helper measured {chain[0]}, not {chain[-1]}; its view is not used."
         )
-    for endpoint, result in sorted((control.get("tcp_connect") or {}).items()):
-        ok = (result or {}).get("status")
-        notes.append(
-            f"OONI test helper TCP {endpoint}: {'ok' if ok else (result or {}).get('failure')}."
-        )
+    for raw in queries:
+        if _engine(raw) == "udp":
+            answers = [a.get("ipv4") or a.get("ipv6") for a in _list(raw.get("answers"))]
+            said = ", ".join(filter(None, answers)) or raw.get("failure")
+            notes.append(
+                f"OONI also asked {raw.get('resolver_address') or 'a UDP resolver'} "
+                f"({raw.get('query_type')}): {said} (not used: plain DNS can be rewritten)."
+            )
     return tuple(notes)
 
 
+def _engine(raw: Mapping[str, Any]) -> str:
+    """system (getaddrinfo and the like), doh or udp."""
+    engine = str(raw.get("engine") or "system").lower()
+    if engine in ("doh", "dnsoverhttps") or str(raw.get("resolver_address") or "").startswith(
+        "https://"
+    ):
+        return "doh"
+    return "udp" if engine in ("udp", "dnsoverudp", "tcp", "dot") else "system"
+
+
 def _vantage_queries(raw: Mapping[str, Any], domain: str) -> list[DNSQuery]:
-    hostname = str(raw.get("hostname") or "").rstrip(".").lower()
+    return _queries(raw, domain, "vantage") if _engine(raw) == "system" else []
+
+
+def _doh_queries(raw: Mapping[str, Any], domain: str) -> list[DNSQuery]:
+    return _queries(raw, domain, "control") if _engine(raw) == "doh" else []
+
+
+def _queries(raw: Mapping[str, Any], domain: str, origin: Origin) -> list[DNSQuery]:
     qtype = str(raw.get("query_type") or "A").upper()
-    if hostname != domain or qtype not in ("A", "AAAA", "ANY"):
+    if qtype not in ("A", "AAAA", "ANY"):
         return []
     engine = str(raw.get("engine") or "system")
     address = str(raw.get("resolver_address") or "")
@@ -313,30 +348,8 @@ def _vantage_queries(raw: Mapping[str, Any], domain: str) -> list[DNSQuery]:
                     source=resolver,
                 ),
             )
-        out.append(DNSQuery(resolver, "vantage", domain, rtype, t_ms, elapsed, fail, replies))
+        out.append(DNSQuery(resolver, origin, domain, rtype, t_ms, elapsed, fail, replies))
     return out
-
-
-def _control_queries(raw: Any, domain: str) -> tuple[DNSQuery, ...]:
-    if not isinstance(raw, Mapping):
-        return ()
-    fail = failure(raw.get("failure"))
-    listed = raw.get("addrs")
-    addrs = [a for a in listed if isinstance(a, str)] if isinstance(listed, list) else []
-    out = []
-    for rtype in ("A", "AAAA"):
-        values = [a for a in addrs if (":" in a) == (rtype == "AAAA")]
-        if fail is None and not values:
-            continue
-        records = tuple(DNSRecord(rtype, domain, a, 0) for a in values)
-        rcode = _RCODES.get(fail, "NOERROR") if fail else "NOERROR"
-        replies = (
-            () if fail and fail not in _RCODES else (DNSReply(rcode, records, 0.0, TH_RESOLVER),)
-        )
-        out.append(DNSQuery(TH_RESOLVER, "control", domain, rtype, 0.0, 0.0, fail, replies))
-        if fail is not None:
-            break
-    return tuple(out)
 
 
 def _record(answer: Any, domain: str) -> DNSRecord | None:
@@ -416,7 +429,7 @@ def _http(
         t_ms=_ms(first.get("t0", first.get("t"))),
         elapsed_ms=_elapsed(last),
         failure=fail,
-        status=code if fail is None else None,
+        status=code,  # kept when the body then failed: the status line did arrive
         headers=headers,
         title=extract_title(body),
         body=body,

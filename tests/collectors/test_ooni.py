@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from collectors.ooni import convert, failure, read_documents, to_observations, vantage_of
+from collectors.ooni import convert, read_documents, to_observations, vantage_of
 from probe.failures import Failure
+from probe.helper.protocol import failure
 from storage.records import MeasurementFilter
 from storage.store import Store
 
@@ -134,19 +135,19 @@ def test_mapping_fills_what_ooni_has() -> None:
     assert obs.started_at.isoformat() == "2024-02-18T09:30:00+00:00"
     assert obs.duration_ms == 2500
     vantage_q = [q for q in obs.dns if q.origin == "vantage"]
-    control_q = [q for q in obs.dns if q.origin == "control"]
     assert [(q.qtype, q.addresses) for q in vantage_q] == [("A", (IP,))]
-    assert [(q.qtype, q.addresses) for q in control_q] == [("A", (IP,))]
+    assert not [q for q in obs.dns if q.origin == "control"]  # the helper's DNS is its own
     [endpoint] = obs.endpoints
-    assert (
-        endpoint.tcp is not None and endpoint.tcp.ok and endpoint.origins == ("control", "vantage")
-    )
+    assert endpoint.tcp is not None and endpoint.tcp.ok and endpoint.origins == ("vantage",)
     assert (
         endpoint.tls is not None and endpoint.tls.version == "TLSv1.3" and endpoint.tls.alpn == "h2"
     )
     assert endpoint.http is not None and endpoint.http.status == 200
     assert endpoint.http.title == "X. It's what's happening"
-    assert any("test helper HTTP" in n for n in obs.notes)
+    helper = obs.helper
+    assert helper is not None and helper.ok and helper.dns_addresses == (IP,)
+    assert helper.endpoint(IP, 443) is not None and helper.saw_site is True
+    assert helper.http is not None and helper.http.status == 200
     v = vantage_of(accessible())
     assert (v.name, v.country, v.asn) == ("ooni:AS17557", "PK", 17557)
 
