@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 
+from probe.checks.decode import DecodingError
 from probe.failures import Failure
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def _direct_failure(exc: BaseException) -> Failure | None:
 
     if httpx is not None and isinstance(exc, httpx.HTTPError):
         return _httpx_failure(exc)
+    if isinstance(exc, DecodingError):
+        return Failure.HTTP_PROTOCOL_ERROR  # a body that is not what it claims
     if isinstance(exc, ssl.SSLCertVerificationError):
         return certificate_failure(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | socket.timeout):

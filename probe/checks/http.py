@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from probe import netaddr
+from probe.checks.decode import BodyDecoder
 from probe.checks.errors import failure_from_exception
 from probe.failures import Failure
 from probe.observations import BODY_KEEP, BODY_READ_CAP, HTTPObservation, Redirect
@@ -337,9 +338,20 @@ async def _send(
 
 
 async def _read_body(reply: httpx.Response, response: _Response) -> None:
-    """Read the decoded body into ``response`` until its end or the read cap."""
-    async for chunk in reply.aiter_bytes():
-        if response.add(chunk):
+    """Read the body into ``response`` until its end or the read cap.
+
+    The raw bytes are decoded here, not by httpx, so that both what arrives
+    and what it decodes to stop at the cap (see :mod:`probe.checks.decode`).
+    """
+    decoder = BodyDecoder(reply.headers.get("content-encoding"), response.cap)
+    received = 0
+    async for raw in reply.aiter_raw():
+        received += len(raw)
+        capped = response.add(decoder.decode(raw)) or decoder.capped
+        if capped or received >= response.cap:
+            response.capped = True
+            break
+        if decoder.finished:
             break
     response.complete = True
 

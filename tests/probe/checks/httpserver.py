@@ -27,6 +27,12 @@ Behaviours (query parameters in brackets):
 * ``/rst``: resets the connection (SO_LINGER 0).
 * ``/cut`` [sent, how]: a body cut after ``sent`` bytes by an RST (or a close).
 * ``/headers`` [n]: a response with ``n`` headers.
+* ``/bomb`` [coding, size]: a compression bomb, ``size`` zero bytes once every
+  coding (comma-separated, in the order applied) is undone.
+* ``/informational`` [interval]: ``100 Continue`` responses, one per ``interval``
+  seconds (0: as fast as the socket takes them), never a final one.
+* ``/slowloris`` [interval]: a status line, then one header line per ``interval``
+  seconds, never the blank line.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -310,6 +317,49 @@ class HTTPTestServer:
         count = int(query.get("n", 1000))
         headers = [(f"X-Header-{i}", "v" * 600 if i == 0 else str(i)) for i in range(count)]
         self._respond(conn, 200, self.page(200, "Many headers"), headers)
+
+    def _do_bomb(self, conn: socket.socket, query: dict[str, str]) -> None:
+        coding = query.get("coding", "gzip,gzip")
+        body = bomb(coding.split(","), int(query.get("size", 1 << 30)))
+        headers = [("Content-Type", "text/html"), ("Content-Encoding", coding)]
+        self._respond(conn, 200, body, headers)
+
+    def _do_informational(self, conn: socket.socket, query: dict[str, str]) -> None:
+        interval = float(query.get("interval", 0))
+        interim = b"HTTP/1.1 100 Continue\r\n\r\n" * (1 if interval else 256)
+        while True:
+            conn.sendall(interim)
+            if interval:
+                self._sleep(interval)
+            elif self._stop.is_set():
+                raise _Stopped
+
+    def _do_slowloris(self, conn: socket.socket, query: dict[str, str]) -> None:
+        interval = float(query.get("interval", 0.2))
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(1_000_000):
+            conn.sendall(f"X-{i}: {i}\r\n".encode())
+            self._sleep(interval)
+
+
+_ZEROS_BLOCK = 4 << 20  # deflate cannot shrink more than ~1030:1, so a layer is built of these
+
+
+def bomb(codings: list[str], size: int) -> bytes:
+    """A body that decodes to ``size`` zero bytes through ``codings`` (applied in order).
+
+    The innermost layer repeats one byte-aligned deflate block of 4 MiB of
+    zeros (a full flush resets the compressor, so every block is the same
+    bytes): built in milliseconds, whatever ``size``.  It has no trailer,
+    since a bounded reader must stop long before it.  Outer layers are real.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(bytes(_ZEROS_BLOCK)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    headers = {"gzip": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff", "deflate": b"\x78\xda"}
+    body = headers[codings[0]] + block * max(1, size // _ZEROS_BLOCK)
+    for coding in codings[1:]:
+        body = gzip.compress(body, 9) if coding == "gzip" else zlib.compress(body, 9)
+    return body
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -24,10 +27,11 @@ from probe.checks.http import (
     normalise_headers,
 )
 from probe.failures import Failure
-from probe.observations import BODY_KEEP, HTTPObservation, Redirect
+from probe.observations import BODY_KEEP, BODY_READ_CAP, HTTPObservation, Redirect
 from tests.probe.checks.httpserver import (
     ADDRESS,
     HTTPTestServer,
+    bomb,
     client_context,
     unverified_context,
     wait_until,
@@ -391,3 +395,60 @@ def test_server_threads_end(plain: HTTPTestServer, ports: dict[str, int]) -> Non
     start = time.monotonic()
     plain.close()
     assert time.monotonic() - start < 1.0
+
+
+# ------------------------------------------------------------- hostile bodies
+
+_FETCH_IN_CHILD = """
+import asyncio, json, resource, sys, time
+from probe.checks.http import fetch
+t0, cpu0 = time.monotonic(), time.process_time()
+obs = asyncio.run(fetch(sys.argv[1], address="127.0.0.1", timeout=float(sys.argv[2]), t0=t0,
+                        allow_loopback=True))
+print(json.dumps({"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "elapsed_s": time.monotonic() - t0, "cpu_s": time.process_time() - cpu0,
+                  "status": obs.status, "length": obs.body_length,
+                  "truncated": obs.body_truncated, "failure": obs.failure}))
+"""
+
+
+def fetch_in_child(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Fetch in a fresh interpreter: its peak RSS is this fetch's, not the test run's."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FETCH_IN_CHILD, url, str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def baseline_rss_kib() -> int:
+    with HTTPTestServer() as server:
+        return int(fetch_in_child(server.url("/page?size=1000"))["rss_kib"])
+
+
+@pytest.mark.parametrize(
+    ("coding", "size"),
+    [
+        ("gzip,gzip", 1 << 30),  # 1.8 KB on the wire
+        ("gzip,gzip,gzip", 1 << 34),
+        ("deflate,gzip", 1 << 30),
+        ("gzip", 256 << 20),
+        ("deflate", 256 << 20),
+    ],
+)
+def test_compression_bomb_is_capped_in_memory_and_time(
+    plain: HTTPTestServer, baseline_rss_kib: int, coding: str, size: int
+) -> None:
+    if coding == "gzip,gzip":
+        assert len(bomb(coding.split(","), size)) < 2000
+    got = fetch_in_child(plain.url(f"/bomb?coding={coding}&size={size}"), timeout=5.0)
+    assert got["failure"] is None and got["truncated"]
+    assert got["length"] == BODY_READ_CAP
+    assert got["elapsed_s"] < 5.0
+    # The read cap is 1 MiB: a few read steps of headroom, never the bomb's size.
+    assert got["rss_kib"] - baseline_rss_kib < 40 * 1024, got
