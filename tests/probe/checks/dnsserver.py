@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 import struct
 import threading
@@ -112,9 +113,9 @@ def build_reply(query: dns.message.Message, step: Answer, *, udp: bool = True) -
         name = dns.name.from_text(target)
         _add(reply, owner, dns.rdatatype.CNAME, step.ttl, [name.to_text()])
         owner = name
-    family = ":" if question.rdtype == dns.rdatatype.AAAA else "."
+    version = 6 if question.rdtype == dns.rdatatype.AAAA else 4
     if question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        matching = [a for a in step.addresses if family in a]
+        matching = [a for a in step.addresses if ipaddress.ip_address(a).version == version]
         if matching:
             _add(reply, owner, question.rdtype, step.ttl, matching)
     return reply.to_wire()
