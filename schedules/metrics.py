@@ -8,8 +8,9 @@ specific to reachprobe (verdicts, blocking methods, interrupted checks) is
 
 The metrics live in their own registry rather than prometheus_client's global
 one, so tests and several daemons in one process do not share state.  The
-listener is prometheus_client's own WSGI server in a daemon thread: small,
-and it keeps answering while a check hogs the event loop.
+listener (:mod:`schedules.metricserver`) is one thread of its own: it keeps
+answering while a check hogs the event loop, and no client can make it hold
+more than a bounded number of connections.
 """
 
 from __future__ import annotations
@@ -25,15 +26,13 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
-    start_http_server,
 )
 
 from probe import __version__
 from probe.verdict import Status, Verdict
+from schedules.metricserver import MetricsServer
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from probe.observations import DomainObservations
     from storage.records import Vantage
 
@@ -44,13 +43,12 @@ PHASES = ("resolve", "connect", "tls", "http", "total")
 class Listener:
     """A running metrics HTTP listener."""
 
-    server: WSGIServer
+    server: MetricsServer
     host: str
     port: int
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 class Metrics:
@@ -186,5 +184,5 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> Listener:
         """Start the HTTP listener (``/metrics``; port 0 picks a free port)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return Listener(server, host, int(server.server_port))
+        server = MetricsServer(self.registry, host, port)
+        return Listener(server, host, server.port)

@@ -21,6 +21,7 @@ from schedules.daemon import JOB_DEFAULTS, health_problem, make_trigger, resume_
 from schedules.state import TargetState
 from tests.probe.checks.dnsserver import SILENT, DNSServer, answer, serve_in_thread
 from tests.schedules.daemonproc import DaemonProcess, integrity, measurements, write_config
+from tests.schedules.test_metrics import descriptors, hold_idle_connections
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
@@ -211,3 +212,32 @@ def test_health_and_one_daemon_per_state(tmp_path: Path, dns: DNSServer) -> None
             second._reader.join(2)
             assert "another `probe run` already uses" in second.log
         assert first.terminate() == 0
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_idle_metrics_connections_stop_neither_scrapes_nor_measuring(
+    tmp_path: Path, dns: DNSServer
+) -> None:
+    db = tmp_path / "probe.db"
+    config = write_config(
+        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=db, interval="1s"
+    )
+    with DaemonProcess(config) as daemon, descriptors(1100):
+        port = daemon.metrics_port()
+        daemon.wait_for(r"fast\.test: offline .*measurement")
+        threads = _threads(daemon.proc.pid)
+        held = hold_idle_connections(port, 1000)
+        try:
+            saved = len(measurements(db))
+            daemon.wait_for(r"fast\.test: offline .*measurement", count=saved + 2)
+            assert 'probe_success{target="fast.test"}' in _scrape(port)
+            assert _threads(daemon.proc.pid) <= threads + 1
+        finally:
+            for sock in held:
+                sock.close()
+        assert daemon.terminate() == 0
+    assert len(measurements(db)) >= saved + 2

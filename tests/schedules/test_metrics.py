@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
+import resource
+import socket
+import threading
 import urllib.request
+from collections.abc import Iterator
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from probe.verdict import Method, Status, Trigger, Verdict
 from schedules.metrics import Metrics
+from schedules.metricserver import MAX_CLIENTS
 from storage.records import Vantage
 from tests.probe import builders
 
@@ -94,3 +102,74 @@ def test_registries_are_separate() -> None:
         a.registry.get_sample_value("reachprobe_checks_interrupted_total", {"target": "a.example"})
         == 1
     )
+
+
+@contextlib.contextmanager
+def descriptors(n: int) -> Iterator[None]:
+    """Room for ``n`` more open files in this process (the soft limit, raised)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = len(os.listdir("/proc/self/fd")) + n + 64
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {wanted}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def hold_idle_connections(port: int, n: int) -> list[socket.socket]:
+    """``n`` connections that never finish a request (every tenth sends half of one)."""
+    held = []
+    for i in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if i % 10 == 0:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        held.append(sock)
+    return held
+
+
+def test_idle_connections_neither_block_scrapes_nor_add_threads() -> None:
+    metrics = Metrics(Vantage("pi-1"))
+    listener = metrics.serve("127.0.0.1", 0)
+    threads = threading.active_count()
+    held: list[socket.socket] = []
+    try:
+        with descriptors(1100):
+            held = hold_idle_connections(listener.port, 1000)
+            samples = scrape(listener.port)
+            assert any(name == "process_open_fds" for name, _ in samples)
+            assert threading.active_count() == threads
+            assert len(listener.server._clients) <= MAX_CLIENTS
+            for sock in held:
+                sock.close()
+    finally:
+        for sock in held:
+            sock.close()
+        listener.close()
+
+
+def test_listener_answers_only_scrapes() -> None:
+    listener = Metrics(Vantage("pi-1")).serve("127.0.0.1", 0)
+    try:
+
+        def ask(request: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+                sock.sendall(request)
+                reply = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                return reply
+
+        assert ask(b"GET /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200 OK")
+        head = ask(b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and head.endswith(b"\r\n\r\n")
+        assert ask(b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+        assert ask(b"GET /etc/passwd HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
+        assert ask(b"GET /" + b"a" * 20000) == b""  # an oversized head is dropped
+        assert ask(b"\x16\x03\x01garbage\r\n\r\n").startswith(b"HTTP/1.1 405")
+    finally:
+        listener.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", listener.port), timeout=1)
