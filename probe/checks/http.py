@@ -50,6 +50,10 @@ USER_AGENT = (
 )
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+HEAD_LIMIT = 256 * 1024
+"""Bytes a server may send before its final response head ends (informational
+responses included); httpcore alone would read 1xx responses until the deadline."""
+MAX_INTERIM = 16  # informational (1xx) responses accepted before the final one
 
 
 # ------------------------------------------------------------ pure helpers
@@ -292,6 +296,79 @@ def _headers(host: str) -> list[tuple[str, str]]:
     ]
 
 
+class _HeadMeter:
+    """Counts what arrives until the final response head is complete (told by
+    httpcore's trace), and stops a server that floods before it."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.heads = 0
+        self.done = False
+
+    def count(self, data: bytes) -> None:
+        import httpcore
+
+        if self.done:
+            return
+        self.received += len(data)
+        self.heads += data.count(b"\r\n\r\n")
+        if self.received > HEAD_LIMIT or self.heads > MAX_INTERIM + 1:
+            raise httpcore.RemoteProtocolError(
+                f"response head not complete after {self.received} bytes, {self.heads} heads"
+            )
+
+
+def _metered_transport(
+    verify: ssl.SSLContext | bool, meter: _HeadMeter
+) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, one connection, whose streams report to ``meter``.
+
+    httpx takes no network backend, so its pool is replaced by an equal one
+    that has it (the pool is the transport's only state).
+    """
+    import httpcore
+    import httpx
+
+    class Stream(httpcore.AsyncNetworkStream):
+        def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+            self._inner = inner
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            data = await self._inner.read(max_bytes, timeout)
+            meter.count(data)
+            return data
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            await self._inner.write(buffer, timeout)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+        async def start_tls(
+            self,
+            ssl_context: ssl.SSLContext,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.AsyncNetworkStream:
+            return Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class Backend(httpcore.AnyIOBackend):
+        async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+            return Stream(await super().connect_tcp(*args, **kwargs))
+
+    transport = httpx.AsyncHTTPTransport(verify=verify)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(verify=verify),
+        max_connections=1,
+        max_keepalive_connections=0,
+        network_backend=Backend(),
+    )
+    return transport
+
+
 @contextlib.asynccontextmanager
 async def _send(
     target: _Target,
@@ -311,10 +388,12 @@ async def _send(
     if target.url.scheme == "https":
         verify = context if context is not None else ssl.create_default_context()
     marks: dict[str, float] = {}
+    meter = _HeadMeter()
 
     async def trace(event: str, info: Mapping[str, Any]) -> None:
         if event.startswith("http11.receive_response_headers."):
             marks[event.rsplit(".", 1)[1]] = time.monotonic()
+            meter.done = event.endswith(".complete")
 
     extensions: dict[str, Any] = {"timeout": httpx.Timeout(remaining).as_dict(), "trace": trace}
     if target.server_name is not None:
@@ -322,8 +401,8 @@ async def _send(
     pinned = target.url.copy_with(host=address, port=target.port)
     # Built directly (not client.build_request) so the headers keep a browser's order.
     request = httpx.Request("GET", pinned, headers=_headers(target.host), extensions=extensions)
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=0)
-    async with httpx.AsyncClient(verify=verify, trust_env=False, limits=limits) as client:
+    transport = _metered_transport(verify, meter)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
         sent = time.monotonic()
         reply = await client.send(request, stream=True, follow_redirects=False)
         try:

@@ -31,6 +31,7 @@ Behaviours (query parameters in brackets):
   coding (comma-separated, in the order applied) is undone.
 * ``/informational`` [interval]: ``100 Continue`` responses, one per ``interval``
   seconds (0: as fast as the socket takes them), never a final one.
+* ``/continued``: three ``100 Continue`` and a ``103``, then a page.
 * ``/slowloris`` [interval]: a status line, then one header line per ``interval``
   seconds, never the blank line.
 """
@@ -333,6 +334,10 @@ class HTTPTestServer:
                 self._sleep(interval)
             elif self._stop.is_set():
                 raise _Stopped
+
+    def _do_continued(self, conn: socket.socket, query: dict[str, str]) -> None:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 3 + b"HTTP/1.1 103 Early Hints\r\n\r\n")
+        self._respond(conn, 200, self.page(500, "Continued"), [("Content-Type", "text/html")])
 
     def _do_slowloris(self, conn: socket.socket, query: dict[str, str]) -> None:
         interval = float(query.get("interval", 0.2))

@@ -452,3 +452,24 @@ def test_compression_bomb_is_capped_in_memory_and_time(
     assert got["elapsed_s"] < 5.0
     # The read cap is 1 MiB: a few read steps of headroom, never the bomb's size.
     assert got["rss_kib"] - baseline_rss_kib < 40 * 1024, got
+
+
+@pytest.mark.parametrize("interval", [0, 0.01])
+def test_informational_flood_is_a_protocol_error_without_burning_cpu(
+    plain: HTTPTestServer, interval: float
+) -> None:
+    got = fetch_in_child(plain.url(f"/informational?interval={interval}"), timeout=3.0)
+    assert got["failure"] == Failure.HTTP_PROTOCOL_ERROR and got["status"] is None, got
+    assert got["elapsed_s"] < 3.0
+    assert got["cpu_s"] < 1.0, got  # was ~1.1 s of CPU spinning on 1xx until the deadline
+
+
+def test_a_few_informational_responses_are_fine(ports: dict[str, int]) -> None:
+    # 100 Continue then the real answer: what a proxy may legitimately send.
+    obs = run("http://example.test/continued", ports=ports)
+    assert obs.ok and obs.status == 200 and obs.title == "Continued"
+
+
+def test_slowloris_headers_end_at_the_deadline(ports: dict[str, int]) -> None:
+    obs = run("http://example.test/slowloris?interval=0.1", ports=ports, timeout=1.5)
+    assert obs.failure == Failure.TIMEOUT and obs.status is None
