@@ -194,6 +194,7 @@ class Daemon:
                 state.load()
                 vantage = vantage_of(config)
                 metrics = Metrics(vantage)
+                spool = Spool(path.with_name(path.name + ".unsaved.jsonl"))
                 runner = jobs.Runner(
                     store=store,
                     vantage=vantage,
@@ -201,7 +202,7 @@ class Daemon:
                     targets=targets,
                     state=state,
                     metrics=metrics,
-                    spool=Spool(path.with_name(path.name + ".unsaved.jsonl")),
+                    spool=spool,
                     concurrency=config.checks.concurrency,
                 )
                 listener = None
@@ -217,6 +218,7 @@ class Daemon:
                 try:
                     await self._serve(runner, stop)
                 finally:
+                    spool.close()
                     if listener is not None:
                         listener.close()
             finally:

@@ -86,11 +86,22 @@ async def check_job(runner: Runner, domain: str) -> None:
 
 
 def _save(runner: Runner, obs: DomainObservations, verdict: Verdict) -> str:
-    """Store one measurement, first importing any spooled ones (raises StorageError)."""
+    """Store one measurement (raises StorageError), then import any spooled ones.
+
+    This measurement first: a spool that cannot be imported (a damaged file,
+    a drain in another thread) must never cost the one in hand.
+    """
+    measurement = runner.store.save(obs, verdict, runner.vantage)
     if runner.spool is not None and runner.spool.pending():
-        added = runner.spool.drain(runner.store)
-        log.info("stored %d spooled measurements from %s", added, runner.spool.path)
-    return runner.store.save(obs, verdict, runner.vantage)
+        try:
+            added = runner.spool.drain(runner.store)
+        except (StorageError, OSError) as exc:
+            log.error("could not store the spooled measurements yet (%s); kept in %s",
+                      exc, runner.spool.path)  # fmt: skip
+        else:
+            if added:
+                log.info("stored %d spooled measurements from %s", added, runner.spool.path)
+    return measurement
 
 
 def _unstored(
@@ -103,7 +114,11 @@ def _unstored(
             measurement = runner.spool.add(obs, verdict, runner.vantage)
             where = f"kept as {measurement} in {runner.spool.path} until the database is back"
         except OSError as spool_exc:
-            where = f"NOT stored anywhere (spool {runner.spool.path}: {spool_exc.strerror})"
+            where = (
+                f"spool {runner.spool.path} not writable ({spool_exc.strerror}): "
+                f"kept in memory ({runner.spool.in_memory} waiting) until the database "
+                "or the spool is back, LOST if the daemon stops first"
+            )
     log.error("%s: database refused the measurement (%s); %s; verdict was %s",
               domain, exc, where, verdict.status)  # fmt: skip
     _failed(runner, domain, "storage", str(exc))

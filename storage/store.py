@@ -165,11 +165,14 @@ class Store:
         self._db.write(lambda conn: self._insert(conn, row, verdict, data, ignore_existing=False))
         return measurement_id
 
-    def import_measurements(self, items: Iterable[StoredMeasurement]) -> tuple[int, int]:
+    def import_measurements(
+        self, items: Iterable[StoredMeasurement], *, batch_size: int = IMPORT_BATCH
+    ) -> tuple[int, int]:
         """Store measurements that already have an id; returns (added, already present).
 
         Idempotent: a measurement whose UUID is stored is skipped, so an
-        export can be imported twice without duplicates.
+        export can be imported twice without duplicates.  ``items`` is
+        consumed lazily, ``batch_size`` per transaction: memory stays flat.
         """
         added = skipped = 0
         batch: list[StoredMeasurement] = []
@@ -182,7 +185,7 @@ class Store:
 
         for item in items:
             batch.append(item)
-            if len(batch) >= IMPORT_BATCH:
+            if len(batch) >= batch_size:
                 n = self._db.write(flush)
                 added, skipped, batch = added + n, skipped + len(batch) - n, []
         if batch:
