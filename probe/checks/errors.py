@@ -93,7 +93,8 @@ def _direct_failure(exc: BaseException) -> Failure | None:
     if isinstance(exc, ConnectionRefusedError):
         return Failure.CONNECTION_REFUSED
     if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper() if isinstance(exc.reason, str) else ""
+        reason = getattr(exc, "reason", None)  # set by OpenSSL's errors only
+        reason = reason.upper() if isinstance(reason, str) else ""
         if "EOF" in reason or "UNEXPECTED_EOF" in str(exc).upper():
             return Failure.EOF
         return Failure.TLS_PROTOCOL_ERROR

@@ -26,6 +26,11 @@ from probe.observations import Certificate, TCPObservation, TLSObservation, rfc3
 log = logging.getLogger(__name__)
 
 DEFAULT_ALPN = ("h2", "http/1.1")
+HANDSHAKE_LIMIT = 256 * 1024
+"""Bytes a server may send during the handshake.  A real server flight is a few
+KiB (OpenSSL refuses chains over 100 KiB); a server streaming HelloRequests,
+which the client must ignore mid-handshake, would keep a core busy until the
+deadline."""
 _DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)  # private chain API (< 3.13)
 
 
@@ -64,6 +69,80 @@ def _make_context(ca_bundle: str | None, verify: bool, alpn: tuple[str, ...]) ->
     return context
 
 
+class _Meter(asyncio.BufferedProtocol):
+    """Stands between a socket transport and the TLS protocol reading it, counting
+    the bytes the peer sends; aborts the connection past ``limit`` (None: no limit)."""
+
+    def __init__(
+        self, inner: asyncio.BufferedProtocol, limit: int | None, transport: asyncio.WriteTransport
+    ) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.transport = transport  # asyncio tells the TLS protocol, not us, of it
+        self.received = 0
+        self.exceeded = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self.inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += nbytes
+        if self.limit is not None and self.received > self.limit:
+            self.exceeded = True
+            self.transport.abort()
+            return
+        self.inner.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.exceeded:  # a failure, not a clean close, for the handshake
+            exc = ssl.SSLError(f"more than {self.limit} bytes during the handshake")
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+async def start_tls(
+    writer: asyncio.StreamWriter, context: ssl.SSLContext, server_name: str, timeout: float
+) -> None:
+    """``writer.start_tls`` within ``timeout``, refusing a server that sends more than
+    :data:`HANDSHAKE_LIMIT` bytes before the handshake ends (raises ssl.SSLError).
+
+    The TLS protocol asyncio installs is wrapped in a :class:`_Meter` as it is
+    installed (before it reads anything); the limit is lifted once the
+    handshake is done, the meter stays as a pass-through.
+    """
+    transport = writer.transport
+    install = transport.set_protocol
+    meters: list[_Meter] = []
+
+    def metered(protocol: asyncio.BaseProtocol) -> None:
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            meters.append(_Meter(protocol, HANDSHAKE_LIMIT, transport))
+            protocol = meters[-1]
+        install(protocol)
+
+    transport.set_protocol = metered  # type: ignore[method-assign]
+    try:
+        async with asyncio.timeout(timeout):
+            await writer.start_tls(
+                context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)
+            )
+    finally:
+        del transport.set_protocol  # the class's method again
+    for meter in meters:
+        meter.limit = None
+
+
 async def handshake(
     conn: Connection, *, server_name: str, context: ssl.SSLContext, timeout: float, t0: float
 ) -> TLSObservation:
@@ -79,10 +158,7 @@ async def handshake(
     t_ms = (start - t0) * 1000
 
     try:
-        async with asyncio.timeout(timeout):
-            await conn.writer.start_tls(
-                context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)
-            )
+        await start_tls(conn.writer, context, server_name, timeout)
     except Exception as exc:
         failure = failure_from_exception(exc)
         took = elapsed_ms(start)
@@ -159,12 +235,7 @@ async def _capture_chain(
         return ()
     try:
         remaining = timeout - (time.monotonic() - start)
-        async with asyncio.timeout(remaining):
-            await again.writer.start_tls(
-                make_context(verify=False),
-                server_hostname=server_name,
-                ssl_handshake_timeout=_backstop(remaining),
-            )
+        await start_tls(again.writer, make_context(verify=False), server_name, remaining)
         return presented_chain(again.writer.get_extra_info("ssl_object"))
     except Exception as exc:
         log.debug("chain capture: handshake with %s failed: %r", conn.address, exc)

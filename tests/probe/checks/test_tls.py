@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import resource
 import ssl
 import time
 from collections.abc import Coroutine
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from probe.checks.tcp import connect
-from probe.checks.tls import certificate, handshake, make_context, probe_tls
+from probe.checks.tls import HANDSHAKE_LIMIT, certificate, handshake, make_context, probe_tls
 from probe.errors import UsageError
 from probe.failures import Failure
 from probe.observations import TCPObservation, TLSObservation
@@ -337,3 +338,63 @@ def test_certificate_keeps_the_fingerprint_of_an_unparsable_certificate() -> Non
     cert = certificate(b"\x30\x03junk")
     assert cert.sha256 == sha256(b"\x30\x03junk")
     assert (cert.subject, cert.sans, cert.not_after) == ("", (), "")
+
+
+# ------------------------------------------------------------ hostile servers
+
+
+def thread_cpu() -> float:
+    """CPU seconds of this thread (the event loop's; the servers run in others)."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_hello_request_flood_is_cut_by_the_handshake_limit() -> None:
+    # OpenSSL ignores HelloRequest mid-handshake: without a byte limit the client
+    # parses them at wire speed until the deadline (a core spent for nothing).
+    with TLSServer(Behaviour.HELLO_REQUESTS) as server:
+        cpu = thread_cpu()
+        tcp, tls = probe(server, timeout=5.0)
+        spent = thread_cpu() - cpu
+    assert tcp.ok and tls is not None
+    assert tls.failure is Failure.TLS_PROTOCOL_ERROR
+    assert tls.elapsed_ms < 5000 / 2 and spent < 5.0 / 2, (tls.elapsed_ms, spent)
+
+
+def test_endless_server_hello_is_a_protocol_error_at_once() -> None:
+    with TLSServer(Behaviour.ENDLESS_HELLO) as server:
+        _, tls = probe(server, timeout=5.0)
+    assert tls is not None and tls.failure is Failure.TLS_PROTOCOL_ERROR
+    assert tls.elapsed_ms < 5000 / 2
+
+
+def test_trickled_server_hello_ends_at_the_deadline_without_spinning() -> None:
+    with TLSServer(Behaviour.TRICKLE) as server:
+        cpu = thread_cpu()
+        _, tls = probe(server, timeout=1.5)
+        spent = thread_cpu() - cpu
+    assert tls is not None and tls.failure is Failure.TIMEOUT
+    assert 1500 <= tls.elapsed_ms < 1500 + 1000
+    assert spent < 0.5, spent
+
+
+def test_a_handshake_after_the_limit_is_lifted_carries_tls() -> None:
+    # The meter stays between socket and TLS after the handshake: data still flows.
+    with TLSServer(app=echo) as server:
+
+        async def go() -> bytes:
+            _, conn = await connect(
+                server.address, server.port, timeout=3, t0=time.monotonic(), allow_loopback=True
+            )
+            assert conn is not None
+            tls = await handshake(
+                conn, server_name=NAME, context=context(), timeout=3, t0=time.monotonic()
+            )
+            assert tls.ok, tls
+            payload = b"x" * (HANDSHAKE_LIMIT + 1000)  # more than the handshake limit
+            conn.writer.write(payload)
+            data = await asyncio.wait_for(conn.reader.readexactly(len(payload)), 5)
+            await conn.close()
+            return data
+
+        assert len(run(go())) == HANDSHAKE_LIMIT + 1000

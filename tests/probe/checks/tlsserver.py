@@ -39,6 +39,12 @@ DEFAULT_NAMES = ("example.test",)
 WRONG_NAME = "wrong-name.test"
 GARBAGE = b"this is not TLS at all\r\n" * 8
 POLL_S = 0.05  # how often blocked server threads look at the stop flag
+TRICKLE_S = 0.1
+# TLS 1.2 handshake records: 4096 HelloRequest messages (type 0, length 0) each.
+HELLO_REQUESTS = b"\x16\x03\x03\x40\x00" + b"\x00\x00\x00\x00" * 4096
+# A ServerHello whose handshake header claims 2^24 - 1 bytes, then its body forever.
+ENDLESS_HELLO_HEAD = b"\x16\x03\x03\x40\x00\x02\xff\xff\xff\x03\x03" + bytes(16374)
+ENDLESS_HELLO_MORE = b"\x16\x03\x03\x40\x00" + bytes(16384)
 
 
 class Behaviour(enum.StrEnum):
@@ -52,6 +58,9 @@ class Behaviour(enum.StrEnum):
     CLOSE = "close"  # read the ClientHello, then FIN
     HANG = "hang"  # accept, never read nor write
     GARBAGE = "garbage"  # read the ClientHello, answer GARBAGE, keep the connection open
+    HELLO_REQUESTS = "hello_requests"  # answer HelloRequest messages as fast as they go
+    ENDLESS_HELLO = "endless_hello"  # a ServerHello announced as 16 MB, sent as fast as it goes
+    TRICKLE = "trickle"  # a ServerHello record, one byte per TRICKLE_S, never complete
 
 
 App = Callable[[ssl.SSLSocket, threading.Event], None]
@@ -304,6 +313,15 @@ class TLSServer:
             sock.recv(len(hello))
             sock.sendall(GARBAGE)
             self._wait_for_close(sock)
+        elif behaviour in (Behaviour.HELLO_REQUESTS, Behaviour.ENDLESS_HELLO):
+            sock.recv(len(hello))
+            self._flood(sock, behaviour)
+        elif behaviour is Behaviour.TRICKLE:
+            sock.recv(len(hello))
+            for byte in ENDLESS_HELLO_HEAD:
+                sock.sendall(bytes([byte]))
+                if self._stop.wait(TRICKLE_S):
+                    return
         else:
             sock.settimeout(2)  # bounds close() if a client stalls mid-handshake
             with self._contexts[behaviour].wrap_socket(sock, server_side=True) as tls:
@@ -326,6 +344,19 @@ class TLSServer:
                     return data
             self._stop.wait(0.005)  # MSG_PEEK returns at once while data is pending
         return None
+
+    def _flood(self, sock: socket.socket, behaviour: Behaviour) -> None:
+        """Send the behaviour's records as fast as the client takes them, until it goes."""
+        sock.settimeout(POLL_S)
+        first = HELLO_REQUESTS if behaviour is Behaviour.HELLO_REQUESTS else ENDLESS_HELLO_HEAD
+        more = HELLO_REQUESTS if behaviour is Behaviour.HELLO_REQUESTS else ENDLESS_HELLO_MORE
+        data = first
+        while not self._stop.is_set():
+            try:
+                sock.sendall(data)
+            except TimeoutError:
+                continue
+            data = more
 
     def _wait_for_close(self, sock: socket.socket) -> None:
         sock.settimeout(POLL_S)
