@@ -20,6 +20,7 @@ from probe.observations import (
     rfc3339,
     to_dict,
 )
+from probe.terminal import printable
 from probe.verdict import Status, Verdict
 
 SCHEMA = "probe.check/1"
@@ -143,9 +144,9 @@ _COLOURS = {
 
 
 def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> str:
-    """A readable multi-line report of one domain's check."""
-    lines = [_headline(obs, verdict, colour)]
-    lines += _dns_lines(obs.dns)
+    """A readable multi-line report of one domain's check, safe for a terminal
+    (network text escaped, see :mod:`probe.terminal`)."""
+    lines = _dns_lines(obs.dns)
     for endpoint in obs.endpoints:
         lines += _endpoint_lines(endpoint)
     down_controls = [c.domain for c in obs.controls if not c.reachable]
@@ -158,7 +159,7 @@ def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> s
     if verdict.status is Status.BLOCKED and verdict.https_ok:
         lines.append("  note            HTTPS still works; only plaintext HTTP is interfered with")
     lines += [f"  note            {n}" for n in obs.notes]
-    return "\n".join(lines)
+    return "\n".join([_headline(obs, verdict, colour), *map(printable, lines)])
 
 
 def _headline(obs: DomainObservations, verdict: Verdict, colour: bool) -> str:
@@ -174,7 +175,8 @@ def _headline(obs: DomainObservations, verdict: Verdict, colour: bool) -> str:
             detail += f"  (censor keyed on: {verdict.trigger.value})"
     if verdict.blockpage:
         detail += f"  blockpage: {verdict.blockpage}"
-    return f"{obs.domain}  {status}{detail}  [{obs.duration_ms / 1000:.1f} s]"
+    seconds = f"[{obs.duration_ms / 1000:.1f} s]"
+    return f"{printable(obs.domain)}  {status}{printable(detail)}  {seconds}"
 
 
 def _dns_lines(queries: Sequence[DNSQuery]) -> list[str]:

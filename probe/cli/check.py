@@ -140,10 +140,10 @@ def _run(
     """Measure, printing and storing each domain as soon as its verdict is
     known (an interrupted list run keeps what it measured); returns the statuses."""
     import asyncio
-    import json
 
     from probe.check import check_targets
     from probe.render import check_json, check_table
+    from probe.terminal import json_text
 
     colour = sys.stdout.isatty()
     progress = sys.stderr.isatty() and len(targets) > 1
@@ -156,7 +156,7 @@ def _run(
                 sys.stderr.write(f"\r\x1b[Kchecked {len(statuses)}/{len(targets)}")
                 sys.stderr.flush()
             if as_json:
-                print(json.dumps(check_json(obs, verdict), ensure_ascii=False), flush=True)
+                print(json_text(check_json(obs, verdict)), flush=True)
             else:
                 if progress:
                     sys.stderr.write("\r\x1b[K")

@@ -8,7 +8,6 @@ Storage (and SQLAlchemy) is imported inside each command so that
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from probe.errors import UsageError
+from probe.terminal import json_text, printable
 
 if TYPE_CHECKING:
     from storage.records import MeasurementFilter, StoredMeasurement
@@ -107,7 +107,7 @@ def measurements(
     with _open(db) as store:
         rows = list(store.iter_rows(f))
     if as_json:
-        typer.echo(json.dumps([to_dict(r) for r in rows], indent=2, ensure_ascii=False))
+        typer.echo(json_text([to_dict(r) for r in rows], indent=2))
         return
     if not rows:
         typer.echo("no measurements match", err=True)
@@ -155,7 +155,7 @@ def show(
     if item is None:
         raise UsageError(f"no measurement with id {measurement_id}")
     if as_json:
-        typer.echo(json.dumps(encode(item), indent=2, ensure_ascii=False))
+        typer.echo(json_text(encode(item), indent=2))
     else:
         typer.echo("\n".join(describe(item)))
 
@@ -365,15 +365,8 @@ def _done(count: int) -> None:
         print(f"\r{count:,} rows exported", file=sys.stderr)
 
 
-def _printable(text: str) -> str:
-    """Network text made safe for a terminal (no escape sequences, no line breaks)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
 def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    cells = [header, *[tuple(_printable(c) for c in row) for row in rows]]
+    cells = [header, *[tuple(printable(c) for c in row) for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -427,4 +420,4 @@ def describe(item: StoredMeasurement) -> list[str]:
     lines.append(
         f"versions     probe {row.probe_version or '-'}, classifier {verdict.classifier_version}"
     )
-    return [_printable(line) for line in lines]
+    return [printable(line) for line in lines]

@@ -1,0 +1,49 @@
+"""Text from the network, made safe before it reaches a terminal.
+
+Page titles, certificate fields, headers, blockpage names and DNS names are
+chosen by whoever runs the server or the censor.  Printed raw, ESC and BEL
+bytes (or C1 controls, or bidirectional overrides) would move the cursor,
+rewrite earlier lines, set the window title or reorder what the reader sees.
+Every non-printable character (``str.isprintable``: controls, format
+characters, line separators) is shown as a Python-style escape instead, so
+the text stays visible and unambiguous.  JSON keeps its meaning: the same
+characters become JSON ``\\uXXXX`` escapes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _escape(ch: str) -> str:
+    return ascii(ch)[1:-1]  # \x1b, \u202e, \U000e0001, \n
+
+
+def printable(text: str) -> str:
+    """``text`` as one line with every non-printable character escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def printable_lines(text: str) -> str:
+    """Like :func:`printable`, keeping the line breaks of ``text`` (our own layout)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as JSON spells characters beyond the BMP
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """``json.dumps`` (non-ASCII kept readable) with every non-printable character
+    escaped; they only ever occur inside strings, where ``\\uXXXX`` means the same."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text)
