@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from probe.config import Config
+    from schedules.metrics import Metrics
+    from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,23 @@ JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None
 # ---------------------------------------------------------------- the daemon
 
 
+def _export_timeline(metrics: Metrics, store: Store, country: str | None) -> None:
+    """The vantage country's reported events as metrics (Grafana annotations).
+
+    Metrics are a view: a database that cannot give the events must not stop
+    the daemon, so the failure is logged and the series stay empty.
+    """
+    if not country:
+        return
+    from collectors.timeline import ensure_builtin_timeline
+
+    try:
+        ensure_builtin_timeline(store)
+        metrics.timeline(store.iter_events(country=country))
+    except StorageError as exc:
+        log.warning("timeline events not exported as metrics: %s", exc)
+
+
 @dataclass
 class Daemon:
     """One running ``probe run``: build it, then ``await daemon.run(stop)``."""
@@ -194,6 +213,7 @@ class Daemon:
                 state.load()
                 vantage = vantage_of(config)
                 metrics = Metrics(vantage)
+                _export_timeline(metrics, store, vantage.country)
                 spool = Spool(path.with_name(path.name + ".unsaved.jsonl"))
                 runner = jobs.Runner(
                     store=store,

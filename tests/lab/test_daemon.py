@@ -78,7 +78,11 @@ def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> Non
         assert 'probe_success{target="x.com"} 0.0' in blocked
         assert 'reachprobe_blocking{method="tls.reset",target="x.com"} 1.0' in blocked
         assert 'reachprobe_verdict_total{status="blocked",target="x.com"}' in blocked
-        assert 'probe_duration_seconds{phase="total",target="x.com"}' in blocked
+        assert 'probe_duration_seconds{target="x.com"}' in blocked
+        assert 'reachprobe_failure{failure="connection_reset",phase="tls",target="x.com"} 1.0' in (
+            blocked
+        )
+        assert 'reachprobe_phase_duration_seconds{phase="tls",target="x.com"}' not in blocked
 
         lab.reset()
         accessible_before = sum("x.com: accessible in" in line for line in daemon.lines)

@@ -135,6 +135,9 @@ def test_sigterm_interrupts_cleanly_and_restart_resumes(tmp_path: Path, dns: DNS
         assert 'reachprobe_verdict_total{status="offline",target="fast.test"}' in page
         assert 'probe_success{target="fast.test"} 0.0' in page
         assert 'reachprobe_next_run_timestamp_seconds{target="slow.test"}' in page
+        # The vantage is in PK: the built-in PK timeline is there for Grafana's annotations.
+        assert 'reachprobe_timeline_event_timestamp_seconds{certainty="high",country="PK"' in page
+        assert "NaN" not in page
         # slow.test waits ~3 s for DNS that never answers: it is in flight now.
         assert daemon.terminate() == 0
         log = daemon.log

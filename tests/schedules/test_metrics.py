@@ -15,14 +15,50 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from probe.failures import Failure
 from probe.verdict import Method, Status, Trigger, Verdict
-from schedules.metrics import Metrics
+from schedules.metrics import PHASES, Metrics
 from schedules.metricserver import MAX_CLIENTS
-from storage.records import Vantage
+from storage.records import TimelineEvent, Vantage
 from tests.probe import builders
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+# The names and label sets of the issue's list (blackbox_exporter's meanings for its
+# names, our own reachprobe_* beside them); process_* come from prometheus_client.
+EXPORTED = {
+    "probe_success": {"target"},
+    "probe_duration_seconds": {"target"},
+    "probe_dns_lookup_time_seconds": {"target"},
+    "reachprobe_phase_duration_seconds": {"target", "phase"},
+    "reachprobe_failure": {"target", "phase", "failure"},
+    "reachprobe_status": {"target", "status"},
+    "reachprobe_blocking": {"target", "method"},
+    "reachprobe_verdict_total": {"target", "status"},
+    "reachprobe_verdict_created": {"target", "status"},
+    "reachprobe_last_check_timestamp_seconds": {"target"},
+    "reachprobe_last_success_timestamp_seconds": {"target"},
+    "reachprobe_next_run_timestamp_seconds": {"target"},
+    "reachprobe_checks_interrupted_total": {"target"},
+    "reachprobe_checks_interrupted_created": {"target"},
+    "reachprobe_check_errors_total": {"target", "kind"},
+    "reachprobe_check_errors_created": {"target", "kind"},
+    "reachprobe_check_duration_seconds_bucket": {"le"},
+    "reachprobe_check_duration_seconds_count": set(),
+    "reachprobe_check_duration_seconds_sum": set(),
+    "reachprobe_check_duration_seconds_created": set(),
+    "reachprobe_info": {"version", "vantage", "country", "network"},
+    "reachprobe_timeline_event_timestamp_seconds": {
+        "country",
+        "platform",
+        "kind",
+        "title",
+        "certainty",
+    },
+}
+
+
+def scrape(port: int) -> Samples:
     """Every sample on the listener, keyed by name and sorted labels."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         assert response.status == 200
@@ -58,11 +94,14 @@ def test_listener_serves_verdicts_durations_and_timestamps() -> None:
     assert samples[("reachprobe_blocking", (("method", "tls.reset"), *x))] == 1
     assert samples[("reachprobe_verdict_total", (("status", "accessible"), *x))] == 1
     assert samples[("reachprobe_verdict_total", (("status", "blocked"), *x))] == 1
-    total = samples[("probe_duration_seconds", (("phase", "total"), *x))]
+    total = samples[("probe_duration_seconds", x)]  # the whole check, no phase label
     assert total == later.duration_ms / 1000
-    for phase in ("resolve", "connect", "tls", "http"):
-        value = samples[("probe_duration_seconds", (("phase", phase), *x))]
-        assert not math.isnan(value) and 0 < value <= total
+    for phase in PHASES:
+        value = samples[("reachprobe_phase_duration_seconds", (("phase", phase), *x))]
+        assert 0 < value <= total
+    resolve = samples[("reachprobe_phase_duration_seconds", (("phase", "resolve"), *x))]
+    assert samples[("probe_dns_lookup_time_seconds", x)] == resolve
+    assert not any(k[0] == "reachprobe_failure" for k in samples)  # nothing failed
     assert samples[("reachprobe_last_check_timestamp_seconds", x)] == later.started_at.timestamp()
     assert samples[("reachprobe_last_success_timestamp_seconds", x)] == ok.started_at.timestamp()
     assert samples[("reachprobe_next_run_timestamp_seconds", x)] == due.timestamp()
@@ -74,7 +113,7 @@ def test_listener_serves_verdicts_durations_and_timestamps() -> None:
     assert samples[("process_resident_memory_bytes", ())] > 0
 
 
-def test_a_method_that_stops_is_reset_and_failed_phases_are_nan() -> None:
+def test_a_method_that_stops_is_reset_and_phases_that_did_not_run_have_no_series() -> None:
     metrics = Metrics()
     listener = metrics.serve("127.0.0.1", 0)
     try:
@@ -82,13 +121,98 @@ def test_a_method_that_stops_is_reset_and_failed_phases_are_nan() -> None:
         metrics.observe(obs, Verdict(Status.BLOCKED, (Method.DNS_NXDOMAIN,), Trigger.DNS))
         dead = builders.replace(obs, endpoints=())
         metrics.observe(dead, Verdict(Status.ACCESSIBLE))
+        metrics.scheduled("x.com", None)
         samples = scrape(listener.port)
     finally:
         listener.close()
     x = (("target", "x.com"),)
     assert samples[("reachprobe_blocking", (("method", "dns.nxdomain"), *x))] == 0
     assert samples[("probe_success", x)] == 1
-    assert math.isnan(samples[("probe_duration_seconds", (("phase", "tls"), *x))])
+    phases = {dict(k[1]).get("phase") for k in samples if k[0].startswith("reachprobe_phase")}
+    assert phases == {"resolve"}  # DNS answered; nothing was dialled
+    assert not any(k[0] == "reachprobe_next_run_timestamp_seconds" for k in samples)
+    assert not any(math.isnan(value) for value in samples.values())
+
+
+def test_failure_names_the_phase_and_failure_that_ended_the_check() -> None:
+    metrics = Metrics()
+    listener = metrics.serve("127.0.0.1", 0)
+    try:
+        reset = builders.site(
+            dns=builders.resolves(builders.ADDR),
+            endpoints=(builders.https(tls_failure=Failure.CONNECTION_RESET),),
+        )
+        metrics.observe(reset, Verdict(Status.BLOCKED, (Method.TLS_RESET,), Trigger.SNI))
+        first = scrape(listener.port)
+        metrics.observe(builders.working(builders.ADDR), Verdict(Status.ACCESSIBLE))
+        second = scrape(listener.port)
+    finally:
+        listener.close()
+    key = (
+        "reachprobe_failure",
+        (("failure", "connection_reset"), ("phase", "tls"), ("target", "x.com")),
+    )
+    assert first[key] == 1
+    assert not any(
+        k[0] == "reachprobe_phase_duration_seconds" and ("phase", "tls") in k[1] for k in first
+    )
+    assert second[key] == 0  # the alert resolves; the label set stays bounded by the vocabulary
+
+
+def filled() -> Samples:
+    """A scrape of a daemon's metrics after every kind of event, each series present."""
+    metrics = Metrics(Vantage("pi-1", country="PK", network="PTCL"))
+    listener = metrics.serve("127.0.0.1", 0)
+    try:
+        blocked = builders.site(
+            dns=builders.resolves(builders.ADDR),
+            endpoints=(builders.https(tls_failure=Failure.CONNECTION_RESET),),
+        )
+        metrics.observe(builders.working(builders.ADDR), Verdict(Status.ACCESSIBLE))
+        metrics.observe(blocked, Verdict(Status.BLOCKED, (Method.TLS_RESET,), Trigger.SNI))
+        metrics.interrupted("x.com")
+        metrics.error("x.com", "storage")
+        metrics.scheduled("x.com", dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+        metrics.timeline([BAN])
+        return scrape(listener.port)
+    finally:
+        listener.close()
+
+
+def test_names_and_labels_are_the_documented_ones() -> None:
+    """Every series the daemon exports, with its label set; nothing else, no NaN."""
+    samples = filled()
+    ours = {k for k in samples if not k[0].startswith(("process_", "python_"))}
+    assert {name for name, _ in ours} == set(EXPORTED)
+    for name, labels in ours:
+        assert {label for label, _ in labels} == EXPORTED[name], name
+    assert not any(math.isnan(value) for value in samples.values())
+
+
+BAN = TimelineEvent(
+    date=dt.date(2024, 2, 17),
+    time=dt.time(20, 0),
+    country="PK",
+    platform="x",
+    kind="block",
+    title="X suspended nationwide",
+    source="test",
+    certainty="high",
+)
+
+
+def test_timeline_events_carry_their_moment_as_value() -> None:
+    metrics = Metrics()
+    metrics.timeline([BAN])
+    labels = {
+        "country": "PK",
+        "platform": "x",
+        "kind": "block",
+        "title": "X suspended nationwide",
+        "certainty": "high",
+    }
+    value = metrics.registry.get_sample_value("reachprobe_timeline_event_timestamp_seconds", labels)
+    assert value == dt.datetime(2024, 2, 17, 20, 0, tzinfo=dt.UTC).timestamp()
 
 
 def test_registries_are_separate() -> None:
