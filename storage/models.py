@@ -92,6 +92,9 @@ class MeasurementModel(Base):
         Index("ix_measurements_platform", "platform"),
         Index("ix_measurements_status", "status"),
         Index("ix_measurements_first_failure", "first_failure"),
+        # The dashboard's latest-per-pair and platform-domain lookups (storage.dashboard).
+        Index("ix_measurements_vantage_domain_started_at", "vantage_id", "domain", "started_at"),
+        Index("ix_measurements_platform_domain", "platform", "domain"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID, canonical text

@@ -15,6 +15,7 @@ import probe.cli
 from probe.cli import data
 from probe.verdict import Status, Verdict
 from storage import Store
+from storage.migrate import SCHEMA_HEAD
 from tests.storage import factories as F
 
 
@@ -153,13 +154,13 @@ def test_reclassify(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped
 def test_db_commands(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'new.db'}"
     code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
-    assert (code, out) == (0, f"{url}: schema empty (this release's is 0002)\n")
+    assert (code, out) == (0, f"{url}: schema empty (this release's is {SCHEMA_HEAD})\n")
     code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
-    assert (code, out) == (0, f"{url}: schema 0002 (upgraded from empty)\n")
+    assert (code, out) == (0, f"{url}: schema {SCHEMA_HEAD} (upgraded from empty)\n")
     code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
-    assert out == f"{url}: schema 0002 (already up to date)\n"
+    assert out == f"{url}: schema {SCHEMA_HEAD} (already up to date)\n"
     code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
-    assert out == f"{url}: schema 0002 (up to date)\n"
+    assert out == f"{url}: schema {SCHEMA_HEAD} (up to date)\n"
 
 
 def test_storage_errors_exit_4_in_one_line(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]

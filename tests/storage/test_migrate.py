@@ -61,7 +61,7 @@ def test_database_at_0001_upgrades_to_head_without_loss(db_url: str) -> None:
     db.dispose()
 
     with Store.open(db_url) as store:  # opening migrates
-        assert migrations.current(store.database) == migrations.head() == "0002"
+        assert migrations.current(store.database) == migrations.head() == migrations.SCHEMA_HEAD
         got = store.get("11111111")
         assert got is not None
         assert got.observations == obs
@@ -93,8 +93,8 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
 def test_open_without_migrate_leaves_the_schema_alone(db_url: str) -> None:
     with Store.open(db_url, migrate=False) as store:
         assert migrations.current(store.database) is None
-        assert migrations.upgrade(store.database) == "0002"
-        assert migrations.upgrade(store.database) == "0002"
+        assert migrations.upgrade(store.database) == migrations.SCHEMA_HEAD
+        assert migrations.upgrade(store.database) == migrations.SCHEMA_HEAD
 
 
 def test_schema_head_constant_is_alembics_head() -> None:
