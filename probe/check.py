@@ -153,11 +153,16 @@ async def check_targets(
     Raises UsageError before measuring anything when the options are invalid;
     never raises for network behaviour.
     """
+    from probe import fdlimit
     from probe.classify import classify
 
     run = plan(options)
+    per_check = fdlimit.per_domain(
+        options.max_addresses_per_family, 1 + len(run.control_resolvers), len(options.helpers)
+    )
+    concurrency = fdlimit.fit_concurrency(min(options.concurrency, len(targets) or 1), per_check)
     controls_task = asyncio.create_task(_check_control_sites(run))
-    semaphore = asyncio.Semaphore(options.concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
 
     async def one(target: Target) -> DomainObservations:
         async with semaphore:

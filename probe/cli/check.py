@@ -60,7 +60,11 @@ def check(
         metavar="SECONDS",
         help="Deadline per domain (the verdict comes by then).",
     ),
-    concurrency: int = typer.Option(8, "--concurrency", help="Domains checked at once."),
+    concurrency: int = typer.Option(
+        8,
+        "--concurrency",
+        help="Domains checked at once (lowered, with a warning, to what ulimit -n allows).",
+    ),
     helper: list[str] = typer.Option(
         None,
         "--helper",

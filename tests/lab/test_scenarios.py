@@ -44,11 +44,15 @@ class ProbeRun:
 
 
 def run_probe(
-    lab: Lab, domains: tuple[str, ...], platform: str | None = None, extra: Sequence[str] = ()
+    lab: Lab,
+    domains: tuple[str, ...],
+    platform: str | None = None,
+    extra: Sequence[str] = (),
+    prefix: Sequence[str] = (),
 ) -> ProbeRun:
-    """Run the probe (``extra``: more options); a domain reported twice is a contract
-    violation, caught here."""
-    argv = [*lab.probe_argv(domains, platform=platform, timeout=TIMEOUT), *extra]
+    """Run the probe (``extra``: more options; ``prefix``: a command that runs it, such as
+    ``prlimit``); a domain reported twice is a contract violation, caught here."""
+    argv = [*prefix, *lab.probe_argv(domains, platform=platform, timeout=TIMEOUT), *extra]
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT + 60, check=False)
     wall = time.monotonic() - start
