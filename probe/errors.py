@@ -18,6 +18,7 @@ class ExitStatus(enum.IntEnum):
     STORAGE = 4  # the database is locked, gone or unusable
     COLLECTOR = 5  # the collector could not be reached or refused an upload
     INTERNAL = 70  # a bug: please report it
+    PRIVILEGE = 77  # probe trace cannot run here: no raw sockets (root/CAP_NET_RAW) or no scapy
     INTERRUPTED = 130  # Ctrl-C
 
 

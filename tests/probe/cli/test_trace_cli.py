@@ -1,0 +1,62 @@
+"""``probe trace`` as a user meets it: bad input and missing privileges end in one line.
+
+Every invocation fails before any packet is sent (resolvers are given as
+loopback, and the privilege check comes before any probe).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SAFE = ["--resolver", "127.0.0.1:9"]
+
+
+def probe(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("probe: "), proc.stderr
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trace", "a..b", *SAFE], "invalid domain"),
+        (["trace", "x.com", *SAFE, "--max-ttl", "0"], "--max-ttl 0"),
+        (["trace", "x.com", *SAFE, "--max-ttl", "65"], "--max-ttl 65"),
+        (["trace", "x.com", *SAFE, "--wait", "0"], "--wait"),
+        (["trace", "x.com", "--resolver", "nope"], "invalid resolver"),
+        (["trace", "x.com", "--resolver", "https://dns.example/dns-query"], "plain IPv4 DNS"),
+        (["trace", "x.com", "--resolver", "::1"], "plain IPv4 DNS"),
+        (["trace", "x.com", *SAFE, "--ca-bundle", "/nonexistent.pem"], "cannot read"),
+        (["trace", "x.com", *SAFE, "--control-sni", "bad..name"], "invalid domain"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = probe(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in one_line(proc)
+
+
+def test_without_raw_sockets_one_line_and_exit_77() -> None:
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) is needed to drop CAP_NET_RAW as root")
+        prefix = (setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--")
+        # root keeps its other capabilities; only CAP_NET_RAW goes
+    proc = probe("trace", "x.com", *SAFE, prefix=prefix)
+    assert proc.returncode == 77, proc.stderr
+    assert "needs raw sockets" in one_line(proc)
