@@ -79,7 +79,17 @@ class WrongQuestion:
     answer: Answer = field(default_factory=Answer)
 
 
-Step = Answer | Garbage | WrongId | WrongQuestion
+@dataclass(frozen=True)
+class Mangled:
+    """A reply to the query (right id and question) that is malformed on purpose:
+    ``pointer_loop`` (an answer name that points at itself), ``huge_counts`` (the
+    header claims 65535 records per section), ``cut`` (ends inside a record)."""
+
+    kind: str
+    delay: float = 0.0
+
+
+Step = Answer | Garbage | WrongId | WrongQuestion | Mangled
 Behaviour = tuple[Step, ...]
 
 SILENT: Behaviour = ()
@@ -132,9 +142,24 @@ def _add(
     reply.answer.append(rrset)
 
 
+def mangled_wire(query: dns.message.Message, kind: str) -> bytes:
+    reply = build_reply(query, Answer(("198.51.100.7",)))
+    if kind == "cut":
+        return reply[:-3]
+    if kind == "huge_counts":
+        return reply[:4] + struct.pack("!HHHH", 1, 0xFFFF, 0xFFFF, 0xFFFF) + reply[12:]
+    question = query.to_wire()[12:]
+    start = 12 + len(question)  # the answer's name is a pointer to itself
+    header = struct.pack("!HHHHHH", query.id, 0x8180, 1, 1, 0, 0)
+    answer = struct.pack("!HHHIH", 0xC000 | start, 1, 1, 300, 4) + bytes((198, 51, 100, 7))
+    return header + question + answer
+
+
 def step_wire(query: dns.message.Message, step: Step) -> bytes:
     if isinstance(step, Garbage):
         return step.data
+    if isinstance(step, Mangled):
+        return mangled_wire(query, step.kind)
     if isinstance(step, Answer):
         return build_reply(query, step)
     if isinstance(step, WrongId):

@@ -385,3 +385,18 @@ def test_threaded_server_serves_asyncio_run_callers() -> None:
         server.set("other.test", ds.answer("198.51.100.8"))
         assert ask_one("Other.Test.").addresses == ("198.51.100.8",)
         assert [q.qname for q in server.queries] == ["x.test", "other.test", "other.test"]
+
+
+@pytest.mark.parametrize("kind", ["pointer_loop", "huge_counts", "cut"])
+def test_malformed_replies_are_bad_replies_within_the_bound(kind: str) -> None:
+    result, elapsed, _ = check({"x.test": (ds.Mangled(kind),)}, "x.test", timeout=0.5)
+    assert result.failure is Failure.DNS_BAD_REPLY
+    assert result.replies == ()
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("kind", ["pointer_loop", "huge_counts", "cut"])
+def test_a_malformed_reply_does_not_hide_the_real_one(kind: str) -> None:
+    behaviour = (ds.Mangled(kind), ds.Answer(("198.51.100.9",), delay=0.05))
+    result, _, _ = check({"x.test": behaviour}, "x.test", window=0.1)
+    assert result.failure is None and result.addresses == ("198.51.100.9",)
