@@ -230,7 +230,14 @@ def events(
     return found
 
 
-def vantage_exists(store: Store, name: str) -> bool:
+def find_vantage(store: Store, name: str) -> Vantage | None:
+    """The vantage called ``name`` as most recently described, or None."""
+    stmt = (
+        select(v.name, v.country, v.asn, v.network, v.notes)
+        .where(v.name == name)
+        .order_by(v.id.desc())
+        .limit(1)
+    )
     with store.database.reading() as conn:
-        found = conn.execute(select(v.id).where(v.name == name).limit(1)).first()
-    return found is not None
+        found = conn.execute(stmt).first()
+    return Vantage(*found) if found is not None else None

@@ -100,8 +100,8 @@ def test_status_series_of_an_unknown_vantage_is_empty(store: Store) -> None:
         save(store, LAHORE, "x.com", 0, OK)
         assert dashboard.status_series(store, "nowhere", T0, T0 + dt.timedelta(days=1),
                                        dt.timedelta(hours=1)) == {}  # fmt: skip
-        assert dashboard.vantage_exists(store, "lahore")
-        assert not dashboard.vantage_exists(store, "nowhere")
+        assert dashboard.find_vantage(store, "lahore") == LAHORE
+        assert dashboard.find_vantage(store, "nowhere") is None
 
 
 def test_events_of_the_country_platform_and_period(store: Store) -> None:
