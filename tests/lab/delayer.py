@@ -35,6 +35,9 @@ _NFQA_CFG_CMD = 1
 _NFQA_CFG_PARAMS = 2
 _CMD_BIND = 1
 _COPY_META = 1
+_COPY_PACKET = 2
+_NFQA_PAYLOAD = 10
+_NF_DROP = 0
 _NF_ACCEPT = 1
 _NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
@@ -54,11 +57,17 @@ def _message(kind: int, queue: int, attrs: bytes, flags: int = _NLM_F_REQUEST) -
     return header + body
 
 
-def _configure(sock: socket.socket, queue: int) -> None:
-    """Bind ``queue`` and ask for metadata only; raise if the kernel refuses."""
+def configure(sock: socket.socket, queue: int, copy_packet: bool = False) -> None:
+    """Bind ``queue`` and ask for metadata only (or whole packets); raise if the kernel
+    refuses. Also used by :mod:`tests.lab.reassembler`."""
+    params = (
+        struct.pack("!IB", 0xFFFF, _COPY_PACKET)
+        if copy_packet
+        else struct.pack("!IB", 0, _COPY_META)
+    )
     requests = (
         _attr(_NFQA_CFG_CMD, struct.pack("!BxH", _CMD_BIND, socket.AF_INET)),
-        _attr(_NFQA_CFG_PARAMS, struct.pack("!IB", 0, _COPY_META)),
+        _attr(_NFQA_CFG_PARAMS, params),
     )
     for attrs in requests:
         sock.send(_message(_NFQNL_MSG_CONFIG, queue, attrs, _NLM_F_REQUEST | _NLM_F_ACK))
@@ -71,7 +80,13 @@ def _configure(sock: socket.socket, queue: int) -> None:
 
 def packet_ids(data: bytes) -> list[int]:
     """The packet ids of the NFQNL_MSG_PACKET messages in one netlink read."""
-    ids: list[int] = []
+    return [packet_id for packet_id, _ in queued(data)]
+
+
+def queued(data: bytes) -> list[tuple[int, bytes]]:
+    """``(packet id, packet)`` of each NFQNL_MSG_PACKET in one netlink read (the packet
+    is empty unless the queue copies packets)."""
+    found: list[tuple[int, bytes]] = []
     pos = 0
     while pos + 16 <= len(data):
         length, kind = struct.unpack("=IH", data[pos : pos + 6])
@@ -79,26 +94,31 @@ def packet_ids(data: bytes) -> list[int]:
             break
         if kind == (_NFNL_SUBSYS_QUEUE << 8) | _NFQNL_MSG_PACKET:
             attr = pos + 20  # netlink header, nfgenmsg
+            packet_id, payload = None, b""
             while attr + 4 <= pos + length:
                 size, atype = struct.unpack("=HH", data[attr : attr + 4])
                 if size < 4:
                     break
                 if atype & _NLA_TYPE_MASK == _NFQA_PACKET_HDR:
-                    ids.append(struct.unpack("!I", data[attr + 4 : attr + 8])[0])
+                    packet_id = struct.unpack("!I", data[attr + 4 : attr + 8])[0]
+                elif atype & _NLA_TYPE_MASK == _NFQA_PAYLOAD:
+                    payload = data[attr + 4 : attr + size]
                 attr += (size + 3) & ~3
+            if packet_id is not None:
+                found.append((packet_id, payload))
         pos += (length + 3) & ~3
-    return ids
+    return found
 
 
-def _accept(sock: socket.socket, queue: int, packet_id: int) -> None:
-    verdict = _attr(_NFQA_VERDICT_HDR, struct.pack("!II", _NF_ACCEPT, packet_id))
-    sock.send(_message(_NFQNL_MSG_VERDICT, queue, verdict))
+def verdict(sock: socket.socket, queue: int, packet_id: int, accept: bool = True) -> None:
+    body = struct.pack("!II", _NF_ACCEPT if accept else _NF_DROP, packet_id)
+    sock.send(_message(_NFQNL_MSG_VERDICT, queue, _attr(_NFQA_VERDICT_HDR, body)))
 
 
 def run(queue: int, delay: float) -> None:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
     sock.bind((0, 0))
-    _configure(sock, queue)
+    configure(sock, queue)
     print(f"{READY} queue {queue} for {delay * 1000:g} ms", flush=True)
     held: collections.deque[tuple[float, int]] = collections.deque()
     while True:
@@ -110,7 +130,7 @@ def run(queue: int, delay: float) -> None:
         except TimeoutError:
             pass
         while held and held[0][0] <= time.monotonic():
-            _accept(sock, queue, held.popleft()[1])
+            verdict(sock, queue, held.popleft()[1])
 
 
 def main(argv: list[str] | None = None) -> None:

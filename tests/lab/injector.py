@@ -76,7 +76,7 @@ def forge_reply(question: bytes, address: str) -> bytes:
     return header + question[12:] + answer
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071)."""
     if len(data) % 2:
         data += b"\0"
@@ -90,8 +90,8 @@ def udp_packet(src: str, sport: int, dst: str, dport: int, payload: bytes) -> by
     """An IPv4 packet carrying ``payload`` from src:sport to dst:dport, UDP checksum included."""
     length = 8 + len(payload)
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, length)
-    checksum = _checksum(pseudo + struct.pack("!HHHH", sport, dport, length, 0) + payload) or 0xFFFF
-    udp = struct.pack("!HHHH", sport, dport, length, checksum)
+    udp_sum = checksum(pseudo + struct.pack("!HHHH", sport, dport, length, 0) + payload) or 0xFFFF
+    udp = struct.pack("!HHHH", sport, dport, length, udp_sum)
     ip = struct.pack(
         "!BBHHHBBH4s4s",
         0x45,  # IPv4, 20-byte header

@@ -22,6 +22,7 @@ from tests.lab.topology import (
     MIDDLEBOX_DNS,
     MIDDLEBOX_HTTP_PORT,
     MIDDLEBOX_TLS_PORT,
+    REASSEMBLE_QUEUE,
     Lab,
 )
 
@@ -161,6 +162,15 @@ def _sni(action: list[str], hex_string: str = sni_hex(TARGET)) -> Callable[[Lab]
 
 
 _RESET = ["-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
+def _sni_reassembled(lab: Lab) -> None:
+    """The vantage's TLS packets go through the reassembling censor (no string match)."""
+    lab.start_reassembler([TARGET])
+    _from_vantage(
+        lab, "-p", "tcp", "--dport", "443",
+        "-j", "NFQUEUE", "--queue-num", str(REASSEMBLE_QUEUE), "--queue-bypass",
+    )  # fmt: skip
 
 
 def _host_reset(lab: Lab) -> None:
@@ -309,6 +319,14 @@ _SCENARIO_LIST = (
         "FORWARD: ClientHello with SNI x.com -> dropped",
         _sni(["-j", "DROP"]),
         _blocked("tls.timeout", trigger="sni"),
+        1,
+    ),
+    Scenario(
+        "sni_reset_reassembled",
+        "NFQUEUE censor reassembles the TLS stream: ClientHello with SNI x.com, even split"
+        " across TCP segments or TLS records -> RST",
+        _sni_reassembled,
+        _blocked("tls.reset", trigger="sni"),
         1,
     ),
     Scenario(

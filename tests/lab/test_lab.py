@@ -7,6 +7,7 @@ is the probe's fault, not the lab's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
 import socket
@@ -155,6 +156,28 @@ def handshake(lab: Lab, address: str, sni: str, cafile: Path | None = None) -> s
         raw = socket.create_connection((address, 443), timeout=TIMEOUT)
         with tls_context(cafile or lab.ca_pem).wrap_socket(raw, server_hostname=sni):
             pass
+
+    return attempt(lab, run)
+
+
+def split_hello(lab: Lab, address: str, sni: str) -> str:
+    """Send a ClientHello for ``sni`` in two TCP segments cut inside the name; "ok" when
+    the server's answer comes back."""
+
+    def run() -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = tls_context(lab.ca_pem).wrap_bio(incoming, outgoing, server_hostname=sni)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        cut = hello.index(sni.encode()) + len(sni) // 2
+        with socket.create_connection((address, 443), timeout=TIMEOUT) as raw:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw.sendall(hello[:cut])
+            time.sleep(0.01)
+            raw.sendall(hello[cut:])
+            if not raw.recv(5):
+                raise ssl.SSLEOFError
 
     return attempt(lab, run)
 
@@ -331,12 +354,22 @@ def check_tcp_reset(lab: Lab) -> None:
     assert connect(lab, first(lab, "control.lab"), 443) == "ok"
 
 
+def check_sni_reset_reassembled(lab: Lab) -> None:
+    address = first(lab, "x.com")
+    assert handshake(lab, address, "x.com") == "reset"
+    assert handshake(lab, address, "control.lab") == "ok"
+    assert handshake(lab, address, "api.x.com") == "ok"
+    assert split_hello(lab, address, "x.com") == "reset"  # it reassembles the stream
+    assert split_hello(lab, address, "control.lab") == "ok"
+
+
 def check_sni_reset(lab: Lab) -> None:
     address = first(lab, "x.com")
     assert connect(lab, address, 443) == "ok"
     assert handshake(lab, address, "x.com") == "reset"
     assert handshake(lab, address, "control.lab") == "ok"  # same address, another SNI
     assert handshake(lab, address, "api.x.com") == "ok"  # the match is exact, not a substring
+    assert split_hello(lab, address, "x.com") == "ok"  # the string match sees one packet
 
 
 def check_sni_drop(lab: Lab) -> None:
@@ -416,6 +449,7 @@ CHECKS: dict[str, Callable[[Lab], None]] = {
     "tcp_reset": check_tcp_reset,
     "sni_reset": check_sni_reset,
     "sni_drop": check_sni_drop,
+    "sni_reset_reassembled": check_sni_reset_reassembled,
     "host_reset": check_host_reset,
     "http_blockpage": check_http_blockpage,
     "tls_intercept": check_tls_intercept,

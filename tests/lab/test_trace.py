@@ -103,6 +103,19 @@ def test_trace_locates_the_censor(
         }, context  # fmt: skip
 
 
+def test_a_reassembling_censor_is_told_from_a_per_packet_one(clean_lab: Lab) -> None:
+    """sni_reset (string match per packet) lets the split ClientHello pass (asserted
+    above); the NFQUEUE censor that reassembles the stream resets it, both ways."""
+    with applied(clean_lab, "sni_reset_reassembled"):
+        status, result, context = run_trace(clean_lab)
+    assert status == 1, context
+    assert_located(clean_lab, result, "tls.reset", context)
+    assert_injected(result, "reset", context)
+    assert result["split"] == {
+        "segments": "blocked", "records": "blocked", "reassembles": True
+    }, context  # fmt: skip
+
+
 def test_clean_lab_reports_nothing(clean_lab: Lab) -> None:
     status, result, context = run_trace(clean_lab)
     assert status == 0, context

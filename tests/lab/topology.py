@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab import delayer, injector, servers
+from tests.lab import delayer, injector, reassembler, servers
 from tests.lab.certs import LabPKI, create_pki
 from tests.lab.netns import LabError, ns_run, run
 from tests.lab.servers import Process
@@ -62,6 +62,8 @@ CHAINS = (
 )
 # NFQUEUE number whose packets the delayer holds (rules add --queue-bypass)
 DELAY_QUEUE = 7
+# NFQUEUE number whose packets the reassembling censor inspects
+REASSEMBLE_QUEUE = 8
 # SO_MARK of the injector's forged packets, so rules can tell them from real ones
 INJECTED_MARK = 0x1D
 
@@ -343,6 +345,17 @@ class Lab:
             )
         )
 
+    def start_reassembler(self, names: Sequence[str]) -> None:
+        """Inspect what the isp's rules send to NFQUEUE ``REASSEMBLE_QUEUE`` as a TLS
+        stream (see :mod:`tests.lab.reassembler`): the censor that reassembles."""
+        args = ["--queue", str(REASSEMBLE_QUEUE), *(a for n in names for a in ("--name", n))]
+        self._replace(
+            servers.start_watcher(
+                self.isp, "reassembler", "tests.lab.reassembler", args, reassembler.READY,
+                self.directory,
+            )
+        )  # fmt: skip
+
     # ----- the censor's packet filter --------------------------------------------
     def isp_rule(self, table: str, chain: str, *rule: str) -> None:
         ns_run(self.isp, "iptables", "-w", "-t", table, "-A", chain, *rule)
@@ -357,6 +370,7 @@ class Lab:
         self.stop("middlebox")
         self.stop("injector")
         self.stop("delayer")
+        self.stop("reassembler")
         if not self.uplink_up:
             self.set_uplink(True)
         if self.isp_overrides:
