@@ -40,9 +40,10 @@ def _flow(sock: socket.socket, address: str, port: int) -> Flow:
     return Flow(TCP, host, local_port, address, port)
 
 
-def kind_of(r: Received, isn: int | None = None) -> str:
-    """What a packet kept for a flow is: ``isn`` is our initial sequence number, when
-    known, so an ACK of our payload (the server got it) is told from the SYN-ACK's."""
+def kind_of(r: Received, end: int | None = None) -> str:
+    """What a packet kept for a flow is. ``end`` is the sequence number after our whole
+    payload, when known: an ACK of all of it means the server got it ("ack"); an ACK of
+    part of it (the first of a split ClientHello) decides nothing yet."""
     if r.icmp_type == ICMP_TIME_EXCEEDED:
         return "time-exceeded"
     if r.icmp_type is not None:
@@ -53,7 +54,7 @@ def kind_of(r: Received, isn: int | None = None) -> str:
         return "syn-ack"
     if r.payload:
         return "data"
-    if isn is not None and "A" in r.tcp_flags and (r.tcp_ack - isn - 1) % 2**32 not in (0,):
+    if end is not None and "A" in r.tcp_flags and (r.tcp_ack - end) % 2**32 < 2**31:
         return "ack"
     return "other"
 
@@ -82,9 +83,9 @@ def _decided(kinds: list[str], since_te: float | None) -> bool:
 
 
 def _packets(
-    kept: Sequence[tuple[float, Received]], sent: float, isn: int | None
+    kept: Sequence[tuple[float, Received]], sent: float, end: int | None
 ) -> tuple[Packet, ...]:
-    return tuple(r.packet(kind_of(r, isn), (t - sent) * 1000) for t, r in kept[:MAX_KEPT_PACKETS])
+    return tuple(r.packet(kind_of(r, end), (t - sent) * 1000) for t, r in kept[:MAX_KEPT_PACKETS])
 
 
 def path(address: str, port: int, max_ttl: int, wait: float, batch: int = 8) -> tuple[Probe, ...]:
@@ -179,7 +180,8 @@ def payload(
             flow = _flow(sock, address, port)
             handshake = sniffer.collect([flow], time.monotonic() + 0.2, lambda k: bool(k), limit=4)
             synack = next((r for _, r in handshake if kind_of(r) == "syn-ack"), None)
-            isn = None if synack is None else (synack.tcp_ack - 1) % 2**32
+            # our payload ends here: the SYN-ACK acknowledges our ISN + 1
+            end = None if synack is None else (synack.tcp_ack + sum(map(len, parts))) % 2**32
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
             sent = time.monotonic()
@@ -193,7 +195,7 @@ def payload(
             te_at: list[float] = []
 
             def done(kept: list[tuple[float, Received]]) -> bool:
-                kinds = [kind_of(r, isn) for _, r in kept]
+                kinds = [kind_of(r, end) for _, r in kept]
                 if "time-exceeded" in kinds and not te_at:
                     te_at.append(time.monotonic())
                 return _decided(kinds, te_at[0] if te_at else None)
@@ -202,14 +204,14 @@ def payload(
             body = _read(sock) if body_check is not None else b""
         finally:
             _close(sock)
-    outcome, responder = judge([(kind_of(r, isn), r.src) for _, r in kept])
+    outcome, responder = judge([(kind_of(r, end), r.src) for _, r in kept])
     detail = None
     if outcome == "reply" and body_check is not None:
         detail = body_check(body)
         if detail is not None:
             outcome = "blockpage"
     first = kept[0][0] if kept else None
-    packets = ((synack.packet("syn-ack", 0.0),) if synack else ()) + _packets(kept, sent, isn)
+    packets = ((synack.packet("syn-ack", 0.0),) if synack else ()) + _packets(kept, sent, end)
     return Probe(
         ttl,
         outcome,

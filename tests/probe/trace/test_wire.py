@@ -103,3 +103,24 @@ def test_flow_of_reads_the_flow_without_scapy() -> None:
     assert flow_of(time_exceeded(b"")) is None
     assert flow_of(bytes(IP(src=SERVER, dst=ME) / ICMP(type=0))) is None  # echo reply
     assert flow_of(b"\x45\x00") is None
+
+
+def test_an_ack_of_part_of_the_payload_decides_nothing() -> None:
+    """The server ACKs the first half of a split ClientHello before a reassembling
+    censor resets the second: that ACK must not end the wait as a reply."""
+    isn, total = 1000, 300
+    end = isn + 1 + total
+
+    def ack(n: int) -> str:
+        raw = bytes(IP(src=SERVER, dst=ME) / TCP(sport=443, dport=40000, flags="A", ack=n))
+        got = dissect(raw)
+        assert got is not None
+        return kind_of(got, end)
+
+    assert ack(isn + 1) == "other"  # nothing of ours yet
+    assert ack(isn + 151) == "other"  # the first segment only
+    assert ack(end) == "ack"
+    end_wrapped = (2**32 - 10 + total) % 2**32  # sequence numbers wrap
+    raw = bytes(IP(src=SERVER, dst=ME) / TCP(sport=443, dport=40000, flags="A", ack=end_wrapped))
+    got = dissect(raw)
+    assert got is not None and kind_of(got, end_wrapped) == "ack"
