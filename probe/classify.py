@@ -859,7 +859,7 @@ def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdic
     """The verdict when HTTPS fails only the way it fails from the control helper too.
 
     Then the failure is the site's: ``down``, unless plaintext HTTP serves a
-    page (a site without working HTTPS is still reachable over HTTP).
+    page (2xx: a site without working HTTPS is still reachable over HTTP).
     """
     own = [o for o in (*https, *plain) if o.kind == "down"]
     if not own or not all(o.kind in ("down", "server_error") for o in https):
@@ -869,7 +869,7 @@ def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdic
         (
             o
             for o in _users_view(plain)
-            if o.kind == "ok" and o.response is not None and not _redirect(o.response)
+            if o.kind == "ok" and o.response is not None and 200 <= (o.response.status or 0) < 300
         ),
         None,
     )
@@ -878,10 +878,6 @@ def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdic
         return Verdict(Status.ACCESSIBLE, reasons=(lead, *details), https_ok=False)
     lead = "The control helper outside this network meets the same failures: the site is down."
     return Verdict(Status.DOWN, reasons=(lead, *details), https_ok=False if https else None)
-
-
-def _redirect(response: HTTPObservation) -> bool:
-    return response.status is not None and 300 <= response.status < 400
 
 
 def _users_view(outcomes: Sequence[_Outcome]) -> Sequence[_Outcome]:
