@@ -68,6 +68,7 @@ CORE_SOURCES: tuple[tuple[str, ColumnElement[Any], bool], ...] = (
     ("http_ms", m.http_ms, False),
     ("probe_version", m.probe_version, True),
     ("classifier_version", m.classifier_version, True),
+    ("helper_saw_site", m.helper_saw_site, False),
 )
 CORE_COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in CORE_SOURCES)
 _TEXT_INDEXES = tuple(i for i, (_, _, text) in enumerate(CORE_SOURCES) if text)

@@ -126,6 +126,7 @@ class MeasurementModel(Base):
     tcp_ms: Mapped[float | None] = mapped_column(Float)
     tls_ms: Mapped[float | None] = mapped_column(Float)
     http_ms: Mapped[float | None] = mapped_column(Float)
+    helper_saw_site: Mapped[str | None] = mapped_column(String(8))  # "true"/"false"/NULL
 
 
 class ObservationsModel(Base):

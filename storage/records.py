@@ -75,6 +75,7 @@ class MeasurementRow:
     tcp_ms: float | None = None
     tls_ms: float | None = None
     http_ms: float | None = None
+    helper_saw_site: str | None = None  # "true"/"false": the control helper's view; None: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ ROW_COLUMNS = (
     m.http_status,
     m.http_failures,
     m.http_title,
+    m.helper_saw_site,
     m.tcp_ms,
     m.tls_ms,
     m.http_ms,
@@ -226,6 +227,7 @@ class Store:
                 "tcp_ms": row.tcp_ms,
                 "tls_ms": row.tls_ms,
                 "http_ms": row.http_ms,
+                "helper_saw_site": row.helper_saw_site,
             }
         )
         if ignore_existing:
@@ -524,6 +526,7 @@ def _row(r: Row[Any], vantage_cache: dict[int, Vantage] | None = None) -> Measur
         tcp_ms=r.tcp_ms,
         tls_ms=r.tls_ms,
         http_ms=r.http_ms,
+        helper_saw_site=r.helper_saw_site,
     )
 
 

@@ -59,7 +59,13 @@ def measurement_row(
         tcp_ms=_median(e.tcp.elapsed_ms for e in endpoints if e.tcp and e.tcp.ok),
         tls_ms=_median(t.elapsed_ms for t in tls if t.ok),
         http_ms=_median(h.elapsed_ms for h in http if h.ok),
+        helper_saw_site=_saw_site(obs),
     )
+
+
+def _saw_site(obs: DomainObservations) -> str | None:
+    saw = obs.helper.saw_site if obs.helper is not None else None
+    return None if saw is None else str(saw).lower()
 
 
 def first_failure(obs: DomainObservations) -> str | None:

@@ -243,3 +243,12 @@ def test_helper_nxdomain_with_a_failing_vantage_answer_is_dns_blocking() -> None
         },
     )
     assert judged(d) == (Status.BLOCKED, (Method.DNS_MISMATCH,), Trigger.DNS)
+
+
+def test_the_helpers_view_reaches_the_csv_row() -> None:
+    saw = doc(control=control(IP))
+    failed = doc(control=control(IP, tcp_ok=False, status=-1))
+    none = doc(control={})
+    none["report_id"] = "other"
+    rows = [i.row for i in convert([("a", saw), ("b", failed), ("c", none)], platforms={})]
+    assert [r.helper_saw_site for r in rows] == ["true", "false", None]

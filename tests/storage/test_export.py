@@ -89,6 +89,7 @@ def test_columns_values_and_chronological_order(store: Store) -> None:
         "http_ms": "55.0",
         "probe_version": "0.1.0",
         "classifier_version": CLASSIFIER_VERSION,
+        "helper_saw_site": "",
     }
     assert rows[1]["verdict"] == "accessible" and rows[1]["trigger"] == ""
     assert [r["id"] for r in _export(store, MeasurementFilter(verdict="blocked"), extra=[])] == [
