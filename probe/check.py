@@ -190,8 +190,11 @@ async def check_domain(
     clock = _Deadline(t0, run.options.timeout)
     queries = await _resolve_all(target.domain, run, clock)
     helper = asyncio.create_task(_ask_helpers(target, queries, run, clock))
-    endpoints = await _probe_endpoints(target.domain, queries, run, clock)
-    helper_view = await helper
+    try:
+        endpoints = await _probe_endpoints(target.domain, queries, run, clock)
+        helper_view = await helper
+    finally:
+        helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
     control_sites = await controls if controls is not None else ()
     notes = _notes(queries, run.options.max_addresses_per_family)
     return DomainObservations(

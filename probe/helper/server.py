@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import json
 import logging
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,6 +147,28 @@ async def _read_json(request: Request, limits: Limits) -> object:
         raise _Refused(400, "the request body is not JSON") from None
 
 
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would
+        end the process by the signal; a clean stop is exit status 0 (systemd)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            def stop(signum: int, frame: object) -> None:
+                self.handle_exit(signum, None)  # graceful first, forced on a second SIGINT
+
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def serve(
     settings: HelperSettings,
     host: str,
@@ -183,4 +207,4 @@ def serve(
         ssl_keyfile=tls_key,
         server_header=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _server_class()(config).run(sockets=[sock])

@@ -187,3 +187,14 @@ def test_cli_init_then_check_then_bad_config(tmp_path: Path) -> None:
         assert bad.returncode == 2, (command, bad.stderr)
         assert bad.stderr.startswith(f"probe: {written}:{line}: key 'schedule.interval': ")
         assert "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_helpers_reach_the_check_options() -> None:
+    from probe.config import check_options
+
+    text = MINIMAL + '\n[checks]\nhelper = ["https://h1.example/", "http://h2.example:8080/"]\n'
+    config = parse_config(text, "c.toml", env={})
+    assert check_options(config).helpers == ("https://h1.example/", "http://h2.example:8080/")
+    assert check_options(parse_config(MINIMAL, "c.toml", env={})).helpers == ()
+    with pytest.raises(ConfigError, match=r"checks\.helper"):
+        parse_config(MINIMAL + '\n[checks]\nhelper = ["ftp://nope/"]\n', "c.toml", env={})

@@ -1,0 +1,95 @@
+"""``probe helper serve`` as an operator meets it: bad options end in one line and
+exit 2; a real server answers a real probe over a socket and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from probe.helper.client import ask
+from tests.probe.checks.httpserver import HTTPTestServer
+
+
+def probe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "localhost"], "invalid --listen"),
+        (["--listen", "127.0.0.1:99999"], "invalid --listen"),
+        (["--timeout", "0"], "invalid --timeout"),
+        (["--tls-cert", "/nonexistent.pem"], "go together"),
+        (["--ca-bundle", "/nonexistent.pem"], "cannot read CA bundle"),
+        (["--token-file", "/nonexistent"], "cannot read token file"),
+        (["--asn-db", "/nonexistent.tsv"], "cannot read ASN database"),
+        (["--resolver", "not-an-ip"], "invalid resolver"),
+    ],
+)
+def test_bad_options_fail_in_one_line(args: list[str], message: str) -> None:
+    run = probe("helper", "serve", "--resolver", "127.0.0.1:9", *args)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], run.stderr
+
+
+def test_an_address_in_use_is_a_usage_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = probe("helper", "serve", "--resolver", "127.0.0.1:9", "--listen", f"127.0.0.1:{port}")
+    assert run.returncode == 2 and "cannot listen on" in run.stderr, run.stderr
+
+
+def test_serves_a_probe_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The public policy applies: the loopback target is refused, over a real socket."""
+    port = free_port()
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t0ken\n")
+    argv = [sys.executable, "-m", "probe", "helper", "serve", "--resolver", "127.0.0.1:9",
+            "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)]  # fmt: skip
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with HTTPTestServer(root="/page") as site:
+            url = f"http://127.0.0.1:{port}/"
+            target = f"http://127.0.0.1:{site.port}/"
+            endpoints = [("127.0.0.1", site.port)]
+            refused = asyncio.run(ask([url], target, endpoints, timeout=5, t0=time.monotonic()))
+            assert not refused.ok and "HTTP 401" in refused.tried[0]
+            import os
+
+            os.environ["PROBE_HELPER_TOKEN"] = "t0ken"
+            try:
+                view = asyncio.run(ask([url], target, endpoints, timeout=5, t0=time.monotonic()))
+            finally:
+                del os.environ["PROBE_HELPER_TOKEN"]
+            assert view.ok, view.tried
+            assert view.endpoints == () and site.connections == 0  # loopback: never dialled
+            assert view.http is not None and view.http.status is None
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=15)
+    assert server.returncode == 0, err
+    assert "t0ken" not in err
