@@ -208,6 +208,8 @@ class Daemon:
         path = state_path(config)
         with exclusive(path):
             store = Store.open(config.storage.url)
+            if store.created:
+                log.info("created a new database %s", store.url)
             try:
                 state = st.StateFile(path)
                 state.load()

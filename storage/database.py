@@ -8,12 +8,15 @@ locking and error messages, so the rest of storage is backend-neutral.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
@@ -21,10 +24,14 @@ from sqlalchemy import exc as sa_exc
 from probe.errors import StorageError, UsageError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
-WRITE_ATTEMPTS = 3  # a SQLite write that still finds the lock taken after the busy timeout
+WRITE_ATTEMPTS = 3  # a SQLite write whose lock wait ended early (never past the busy timeout)
+FILE_MODE = 0o600  # measurements name the vantage's network: not for other local users
+DIRECTORY_MODE = 0o700
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # "garbage:::", "postgresql:/x"
 
 
 def default_path() -> Path:
@@ -44,10 +51,17 @@ def resolve_url(url: str | None) -> URL:
     """The SQLAlchemy URL for ``url``, ``$PROBE_DB`` or the default path.
 
     A bare path means a SQLite file; ``postgres://`` and ``postgresql://``
-    are driven by psycopg 3, the driver this project installs.
+    are driven by psycopg 3, the driver this project installs.  Text that
+    looks like a mistyped URL (``garbage:::``, ``postgresql:/host``) is
+    refused rather than taken as a file name to create.
     """
     text = url or os.environ.get("PROBE_DB") or str(default_path())
     if "://" not in text:
+        if _URL_LIKE.match(text) and not Path(text).exists():
+            raise UsageError(
+                f"invalid database URL or path: {_mask(text)} "
+                "(a URL needs scheme://; a file name with ':' must start with ./)"
+            )
         return URL.create("sqlite", database=str(Path(text).expanduser()))
     try:
         parsed = make_url(text)
@@ -72,16 +86,32 @@ def _mask(text: str) -> str:
 
 
 class Database:
-    """An engine plus the knowledge to explain its failures in one line."""
+    """An engine plus the knowledge to explain its failures in one line.
 
-    def __init__(self, url: URL, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    ``readonly``: the database must exist, nothing is created, and a SQLite
+    file that this process cannot write (a read-only mount, an archived copy,
+    someone else's folder) is opened read-only (``mode=ro``, or
+    ``immutable=1`` when SQLite cannot even create its shared-memory file
+    there).  ``writable`` says which one it got.
+    """
+
+    def __init__(
+        self, url: URL, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S, *, readonly: bool = False
+    ) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
         self.backend = url.get_backend_name()
         self.display = url.render_as_string(hide_password=True)
+        self.writable = True
+        self.created = False  # a new SQLite file was created by this open
         if self.backend == "sqlite":
-            self._prepare_sqlite_directory()
-            self.engine = _sqlite_engine(url, busy_timeout)
+            path = self.sqlite_path
+            if path is not None and readonly:
+                self._check_readable(path)
+                self.writable = _can_write(path)
+            elif path is not None:
+                self.created = self._prepare_sqlite_file(path)
+            self.engine = _sqlite_engine(url, busy_timeout, self.writable)
         else:
             self.engine = create_engine(
                 url, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}, pool_pre_ping=True
@@ -91,23 +121,54 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.backend == "sqlite"
 
-    def _prepare_sqlite_directory(self) -> None:
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, or None for a server, ``:memory:`` or a ``file:`` URI."""
         database = self.url.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            return
-        directory = Path(database).parent
+        if not self.is_sqlite or database in ("", ":memory:") or database.startswith("file:"):
+            return None
+        return Path(database)
+
+    @staticmethod
+    def _check_readable(path: Path) -> None:
+        if not path.exists():
+            raise StorageError(f"no database at {path} (nothing stored there yet; check --db)")
+        if not path.is_file():
+            raise StorageError(f"cannot read database {path}: not a file")
+        if not os.access(path, os.R_OK):
+            raise StorageError(f"cannot read database {path}: permission denied")
+
+    def _prepare_sqlite_file(self, path: Path) -> bool:
+        """Create the file (mode 0600) if it is missing; True when it was.
+
+        Only the default location gets its missing folders created: a
+        mistyped ``--db`` must not leave a tree of folders behind.
+        """
+        directory = path.parent
+        if path.exists():
+            _repair_sidecars(path)
+            return False
+        if not directory.exists() and path == default_path():
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create database {path}: cannot create {directory} ({exc.strerror})"
+                ) from None
+        if not directory.is_dir():
+            existing = next(p for p in directory.parents if p.exists())
+            problem = f"folder {directory} does not exist"
+            if directory.exists() or not existing.is_dir():
+                problem = f"{directory if directory.exists() else existing} is not a directory"
+            raise StorageError(f"cannot create database {path}: {problem}")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise StorageError(
-                f"cannot open database {database}: {directory} is not a directory"
-            ) from None
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+        except FileExistsError:  # created by another process meanwhile
+            return False
         except OSError as exc:
-            raise StorageError(
-                f"cannot open database {database}: cannot create {directory} ({exc.strerror})"
-            ) from None
-        if not Path(database).exists() and not os.access(directory, os.W_OK | os.X_OK):
-            raise StorageError(f"cannot open database {database}: directory not writable")
+            raise StorageError(f"cannot create database {path}: {exc.strerror}") from None
+        os.close(fd)
+        return True
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -127,9 +188,11 @@ class Database:
 
         On SQLite the transaction takes the write lock up front (BEGIN
         IMMEDIATE), so two writers queue on the busy timeout instead of one
-        failing when it upgrades a read lock; if the lock is still held after
-        the timeout the whole transaction is retried a few times.
+        failing when it upgrades a read lock.  A lock wait that ended early
+        is retried, but never past the busy timeout: a locked database costs
+        one timeout, not three.
         """
+        give_up = time.monotonic() + self.busy_timeout  # the figure the message names
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 with self.engine.connect() as conn:
@@ -137,7 +200,8 @@ class Database:
                     with conn.begin():
                         return work(conn)
             except sa_exc.OperationalError as exc:
-                if attempt < WRITE_ATTEMPTS and self.is_sqlite and _is_locked(exc):
+                retry = self.is_sqlite and _is_locked(exc) and time.monotonic() < give_up
+                if attempt < WRITE_ATTEMPTS and retry:
                     time.sleep(0.05 * attempt)
                     continue
                 raise self.error(exc) from exc
@@ -169,7 +233,8 @@ class Database:
                 return f"cannot open database {path}: directory not writable"
             return f"cannot open database {path}"
         if "readonly" in lowered:
-            return f"cannot write database {path}: it is read-only"
+            blocker = _unwritable(Path(path)) if self.sqlite_path is not None else None
+            return f"cannot write database {path}: {blocker or 'it is read-only'}"
         if "not a database" in lowered or "malformed" in lowered:
             return f"cannot read database {path}: damaged or not a SQLite database"
         if "disk is full" in lowered or "disk i/o" in lowered:
@@ -216,8 +281,58 @@ def _is_locked(exc: sa_exc.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Which of the database's files (or its folder) this process cannot write."""
+    if not os.access(path, os.W_OK):
+        return f"{path} is read-only"
+    for sidecar in _sidecars(path):
+        if sidecar.exists() and not os.access(sidecar, os.W_OK):
+            return f"{sidecar} is read-only (chmod it like {path.name}, or remove it)"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"its folder {path.parent} is not writable"
+    return None
+
+
+def _can_write(path: Path) -> bool:
+    return _unwritable(path) is None and os.statvfs(path.parent).f_flag & os.ST_RDONLY == 0
+
+
+def _repair_sidecars(path: Path) -> None:
+    """Give -wal/-shm the database's write permission back.
+
+    SQLite creates them with the database file's mode: opened while the file
+    was read-only, they stay read-only after a ``chmod`` of the file itself,
+    and every write then fails.  Only files this user owns are touched.
+    """
+    try:
+        mode = path.stat().st_mode & 0o666
+    except OSError:
+        return
+    if not os.access(path, os.W_OK):
+        return
+    for sidecar in _sidecars(path):
+        try:
+            info = sidecar.stat()
+            if info.st_uid == os.geteuid() and not os.access(sidecar, os.W_OK):
+                os.chmod(sidecar, mode)
+                log.warning("%s was read-only; gave it the mode of %s", sidecar, path.name)
+        except OSError:
+            continue
+
+
+def _sqlite_engine(url: URL, busy_timeout: float, writable: bool = True) -> Engine:
+    connect_args: dict[str, Any] = {"timeout": busy_timeout}
+    if not writable:
+        path = str(url.database)
+        uri = f"file:{quote(path)}?mode=ro"
+        if _needs_immutable(Path(path)):
+            uri = f"file:{quote(path)}?immutable=1"
+        url = url.set(database=uri, query={"uri": "true"})
+    engine = create_engine(url, connect_args=connect_args)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -227,7 +342,8 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if writable:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -236,3 +352,30 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _needs_immutable(path: Path) -> bool:
+    """Whether SQLite cannot open ``path`` even with ``mode=ro``.
+
+    That happens to a WAL database whose folder cannot take the -shm file (a
+    read-only mount).  ``immutable=1`` then reads the main file only; what is
+    still in a -wal file there is not seen, and the user is told so.
+    """
+    import sqlite3
+
+    try:
+        probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+        return False
+    except sqlite3.Error:
+        pass
+    wal = _sidecars(path)[0]
+    if wal.exists() and wal.stat().st_size > 0:
+        log.warning(
+            "%s cannot be read here (read-only folder): the newest measurements may be missing",
+            wal,
+        )
+    return True

@@ -71,6 +71,20 @@ def _recorded_revision(db: Database) -> str | None:
     return str(row[0]) if row is not None else None
 
 
+def require_current(db: Database) -> None:
+    """Refuse a read-only database whose schema is not this release's (it cannot be upgraded)."""
+    present = _recorded_revision(db)
+    if present == SCHEMA_HEAD:
+        return
+    if present is None:
+        with db.reading() as conn:  # unreadable, or no reachprobe tables: say which
+            conn.exec_driver_sql("SELECT 1 FROM alembic_version")
+    raise StorageError(
+        f"database {db.location()} has schema {present}, this release reads {SCHEMA_HEAD}; "
+        "it is read-only here, so upgrade a writable copy first (probe db upgrade)"
+    )
+
+
 def upgrade(db: Database, target: str = "head") -> str | None:
     """Bring the schema to ``target`` in one transaction; returns the new revision."""
     if target == "head" and _recorded_revision(db) == SCHEMA_HEAD:

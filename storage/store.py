@@ -110,15 +110,21 @@ class Store:
         *,
         migrate: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        readonly: bool = False,
     ) -> Store:
         """Open ``url`` (None: ``$PROBE_DB`` or the default SQLite file).
 
         With ``migrate`` the schema is brought up to date first; otherwise the
-        database is only contacted, so a bad URL still fails here.
+        database is only contacted, so a bad URL still fails here.  With
+        ``readonly`` (every command that only reads) nothing is created and a
+        SQLite file this process cannot write is read as it is: its schema
+        must then be this release's.
         """
-        db = Database(resolve_url(url), busy_timeout)
+        db = Database(resolve_url(url), busy_timeout, readonly=readonly)
         try:
-            if migrate:
+            if migrate and not db.writable:
+                migrations.require_current(db)
+            elif migrate:
                 migrations.upgrade(db)
             else:
                 with db.reading() as conn:
@@ -136,6 +142,11 @@ class Store:
     @property
     def database(self) -> Database:
         return self._db
+
+    @property
+    def created(self) -> bool:
+        """Whether opening created a new (SQLite) database file."""
+        return self._db.created
 
     def __repr__(self) -> str:
         return f"Store({self.url})"

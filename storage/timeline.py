@@ -163,11 +163,34 @@ def reported_columns(reported: Reported) -> dict[str, str]:
 
 
 def store_index(store: Store, country: str | None = None) -> ReportedIndex:
-    """A :class:`ReportedIndex` over the store's events (built-in ones loaded first)."""
-    from collectors.timeline import ensure_builtin_timeline
+    """A :class:`ReportedIndex` over the store's events (built-in ones included)."""
+    return ReportedIndex(events_with_builtin(store, country))
 
-    ensure_builtin_timeline(store)
-    return ReportedIndex(store.iter_events(country=country))
+
+def events_with_builtin(
+    store: Store, country: str | None = None, platform: str | None = None
+) -> list[TimelineEvent]:
+    """The store's events, the built-in timeline included, in date order.
+
+    The built-in events are loaded into a writable store (idempotent); a
+    read-only one (an archived copy) gets them merged in memory instead.
+    """
+    from collectors.timeline import builtin_events, ensure_builtin_timeline
+
+    if store.database.writable:
+        ensure_builtin_timeline(store)
+        return list(store.iter_events(country=country, platform=platform))
+    events = list(store.iter_events(country=country, platform=platform))
+    present = {_event_key(e) for e in events}
+    for e in builtin_events():
+        wanted = country in (None, e.country) and platform in (None, e.platform)
+        if wanted and _event_key(e) not in present:
+            events.append(e)
+    return sort_events(events)
+
+
+def _event_key(e: TimelineEvent) -> tuple[object, ...]:
+    return (e.date, e.country, e.platform, e.kind, e.title)  # unique in storage
 
 
 def annotate(

@@ -41,10 +41,11 @@ def _root(
     ),
 ) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if verbose:  # our progress, not every library's debug output (matplotlib's fonts...)
+        for package in ("probe", "storage", "schedules", "collectors"):
+            logging.getLogger(package).setLevel(logging.DEBUG)
 
 
 def _register() -> None:

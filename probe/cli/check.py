@@ -216,9 +216,11 @@ class _Sink:
         self.error: StorageError | None = None
         self.store: Store | None = None
         try:
+            from probe.cli.data import announce_created
             from storage import Store
 
             self.store = Store.open(db)
+            announce_created(self.store)
         except StorageError as exc:
             self.error = exc
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,7 +105,7 @@ def measurements(
     from probe.observations import to_dict
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
-    with _open(db) as store:
+    with open_store(db) as store:
         rows = list(store.iter_rows(f))
     if as_json:
         typer.echo(json_text([to_dict(r) for r in rows], indent=2))
@@ -150,7 +151,7 @@ def show(
     """Show one measurement in full."""
     from storage.jsonl import encode
 
-    with _open(db) as store:
+    with open_store(db) as store:
         item = store.get(measurement_id)
     if item is None:
         raise UsageError(f"no measurement with id {measurement_id}")
@@ -175,7 +176,7 @@ def reclassify(
     from probe.classify import classify
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
-    with _open(db) as store:
+    with open_store(db, write=True) as store:
         examined, changed = store.reclassify(classify, f)
     typer.echo(f"examined {examined} measurements; {changed} verdicts changed")
 
@@ -201,7 +202,7 @@ def export_csv(
     register_csv_columns()  # reported_status, last_event_date, last_event
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
-    with _open(db) as store, _output(output) as out:
+    with open_store(db) as store, _output(output) as out:
         count = export.export_csv(store, out, f, progress=_progress(), jobs=jobs or default_jobs())
     _done(count)
 
@@ -222,7 +223,7 @@ def export_jsonl(
     from storage.jsonl import write_jsonl
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
-    with _open(db) as store, _output(output) as out:
+    with open_store(db) as store, _output(output) as out:
         count = write_jsonl(store.iter_full(f, oldest_first=True), out, progress=_progress())
     _done(count)
 
@@ -234,7 +235,7 @@ def import_jsonl(
     """Import a JSONL export; measurements already stored (same UUID) are skipped."""
     from storage.jsonl import read_jsonl
 
-    with _open(db) as store, _input(file) as lines:
+    with open_store(db, write=True) as store, _input(file) as lines:
         added, present = store.import_measurements(read_jsonl(lines, file))
     typer.echo(f"imported {added} measurements ({present} already present)")
 
@@ -245,6 +246,7 @@ def db_upgrade(db: DbOption = None) -> None:
     from storage.store import Store
 
     with Store.open(db, migrate=False) as store:
+        announce_created(store)
         before = migrate.current(store.database)
         after = migrate.upgrade(store.database)
         change = "already up to date" if before == after else f"upgraded from {before or 'empty'}"
@@ -256,7 +258,7 @@ def db_current(db: DbOption = None) -> None:
     from storage import migrate
     from storage.store import Store
 
-    with Store.open(db, migrate=False) as store:
+    with Store.open(db, migrate=False, readonly=True) as store:
         current, head = migrate.current(store.database), migrate.head()
         state = "up to date" if current == head else f"this release's is {head}"
         typer.echo(f"{store.url}: schema {current or 'empty'} ({state})")
@@ -314,31 +316,53 @@ def parse_when(text: str, option: str, *, end_of_day: bool = False) -> dt.dateti
 
 
 @contextmanager
-def _open(db: str | None) -> Iterator[Store]:
+def open_store(db: str | None, *, write: bool = False) -> Iterator[Store]:
+    """The store: read-only unless ``write`` (a reading command creates nothing
+    and works on a read-only copy); a database created for writing is announced."""
     from storage.store import Store
 
-    with Store.open(db) as store:
+    with Store.open(db, readonly=not write) as store:
+        announce_created(store)
         yield store
+
+
+def announce_created(store: Store) -> None:
+    if store.created:
+        typer.echo(f"probe: created a new database {store.url}", err=True)
 
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
-    """stdout, or ``path`` written whole or not at all (via a temporary file)."""
+    """stdout, or ``path`` written whole or not at all (via a temporary file).
+
+    The temporary file is new and unguessable (O_EXCL, never through a link
+    someone planted beside ``path``), and gets the mode the umask gives.
+    """
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
-    partial = path.with_name(path.name + ".partial")
+    refuse_directory(path)
     try:
-        out = partial.open("w", encoding="utf-8", newline="")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    partial = Path(name)
     try:
-        with out:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with open(fd, "w", encoding="utf-8", newline="") as out:
             yield out
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def refuse_directory(path: Path | None) -> None:
+    """An output path naming an existing folder is a usage error, said before any work."""
+    if path is not None and path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory (give a file name)")
 
 
 @contextmanager

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from probe.cli.data import Country, DbOption, Output, Platform, Since, Until, build_filter
+from probe.cli.data import (
+    Country,
+    DbOption,
+    Output,
+    Platform,
+    Since,
+    Until,
+    build_filter,
+    open_store,
+    refuse_directory,
+)
 from probe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,13 +52,14 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _store(db: str | None) -> Iterator[Store]:
-    """The store, with the built-in timeline loaded (idempotent)."""
+def _store(db: str | None, *, write: bool = False) -> Iterator[Store]:
+    """The store (read-only unless ``write``), with the built-in timeline
+    loaded (idempotent) when writing."""
     from collectors.timeline import ensure_builtin_timeline
-    from storage.store import Store
 
-    with Store.open(db) as store:
-        ensure_builtin_timeline(store)
+    with open_store(db, write=write) as store:
+        if write:
+            ensure_builtin_timeline(store)
         yield store
 
 
@@ -70,8 +81,10 @@ def _safe(text: str) -> str:
 
 def timeline_list(db: DbOption = None, country: Country = None, platform: Platform = None) -> None:
     """List reported events, oldest first (the built-in X/Pakistan timeline included)."""
+    from storage.timeline import events_with_builtin
+
     with _store(db) as store:
-        events = list(store.iter_events(country=_country(country), platform=platform))
+        events = events_with_builtin(store, _country(country), platform)
     if not events:
         typer.echo("no events", err=True)
         return
@@ -122,7 +135,7 @@ def timeline_add(
         event = event_from_record(fields)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    with _store(db) as store:
+    with _store(db, write=True) as store:
         added = store.add_events([event])
     typer.echo("added" if added else "already present (same date, country, platform, kind, title)")
 
@@ -140,7 +153,7 @@ def timeline_import(
         for error in exc.errors:
             typer.echo(_safe(f"{file}: {error}"), err=True)
         raise
-    with _store(db) as store:
+    with _store(db, write=True) as store:
         added = store.add_events(events)
     typer.echo(f"{added} event(s) added, {len(events) - added} already present")
 
@@ -153,9 +166,11 @@ def timeline_export(
 ) -> None:
     """Write events as a CSV timeline file (the format `timeline import` reads)."""
     from collectors.timeline import to_csv
+    from storage.timeline import events_with_builtin
 
+    refuse_directory(output)
     with _store(db) as store:
-        text = to_csv(store.iter_events(country=_country(country), platform=platform))
+        text = to_csv(events_with_builtin(store, _country(country), platform))
     if output is None:
         sys.stdout.write(text)
         return
@@ -183,11 +198,13 @@ def report(
     """Summarise measurements per vantage, network and day, against the reported timeline."""
     from storage.report.summary import build_report, checks_from_rows
     from storage.report.text import render_text
-    from storage.timeline import ReportedIndex
+    from storage.timeline import ReportedIndex, events_with_builtin
 
     f = build_filter(since, until, None, platform, None, country, None, None)
+    refuse_directory(output)
+    refuse_directory(png)
     with _store(db) as store:
-        events = list(store.iter_events(country=f.country))
+        events = events_with_builtin(store, f.country, None)
         rows = store.iter_rows(f, oldest_first=True)
         checks = checks_from_rows(rows, ReportedIndex(events))
     result = build_report(
@@ -233,7 +250,6 @@ def import_ooni(
 ) -> None:
     """Import OONI Web Connectivity measurements, re-classified by our classifier."""
     from collectors.ooni import convert, read_documents
-    from storage.store import Store
 
     for path in files:
         if not path.is_file():
@@ -248,7 +264,7 @@ def import_ooni(
         bad=bad,
         skipped=skipped,
     )
-    with Store.open(db) as store:
+    with open_store(db, write=True) as store:
         added, already = store.import_measurements(items)
     for problem in bad[:20]:
         typer.echo(_safe(f"skipped {problem}"), err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import sys
 import types
 from pathlib import Path
@@ -153,10 +154,16 @@ def test_reclassify(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped
 
 def test_db_commands(capsys, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
-    assert (code, out) == (0, f"{url}: schema empty (this release's is {SCHEMA_HEAD})\n")
-    code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
+    code, out, err = run(capsys, monkeypatch, "db", "current", "--db", url)
+    assert (code, out) == (4, "")  # reading creates nothing
+    assert err.startswith(f"probe: no database at {tmp_path / 'new.db'} (nothing stored")
+    code, out, err = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
     assert (code, out) == (0, f"{url}: schema {SCHEMA_HEAD} (upgraded from empty)\n")
+    assert err == f"probe: created a new database {url}\n"
+    sqlite3.connect(tmp_path / "empty.db").close()  # a database without our tables
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", empty)
+    assert (code, out) == (0, f"{empty}: schema empty (this release's is {SCHEMA_HEAD})\n")
     code, out, _ = run(capsys, monkeypatch, "db", "upgrade", "--db", url)
     assert out == f"{url}: schema {SCHEMA_HEAD} (already up to date)\n"
     code, out, _ = run(capsys, monkeypatch, "db", "current", "--db", url)
@@ -177,3 +184,41 @@ def test_storage_errors_exit_4_in_one_line(capsys, monkeypatch, tmp_path) -> Non
         4,
         "probe: cannot connect to PostgreSQL at 127.0.0.1:1: connection refused\n",
     )
+
+
+IS_A_DIRECTORY = "it is a directory (give a file name)"
+
+
+def test_output_to_a_directory_is_one_line_even_verbose(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    url, _ = db
+    for command in (["export", "csv"], ["export", "jsonl"], ["timeline", "export"], ["report"]):
+        for verbose in ([], ["-v"]):
+            args = [*verbose, *command, "--db", url, "-o", str(tmp_path)]
+            done = subprocess.run(
+                [sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 2, (args, done.stderr)
+            errors = [line for line in done.stderr.splitlines() if line.startswith("probe:")]
+            assert errors == [
+                f"probe: cannot write {tmp_path}: it is a directory (give a file name)"
+            ]
+            assert "Traceback" not in done.stderr
+
+
+def test_export_never_writes_through_a_planted_partial_link(
+    capsys, monkeypatch, db, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    url, (blocked, _) = db
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out.csv"
+    (tmp_path / "out.csv.partial").symlink_to(victim)
+    code, _, _ = run(capsys, monkeypatch, "export", "csv", "--db", url, "-o", str(out))
+    assert code == 0
+    assert victim.read_text() == "precious\n"
+    assert blocked in out.read_text() and not out.is_symlink()
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.endswith(".partial") and p.name != "out.csv.partial"
+    ]

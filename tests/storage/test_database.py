@@ -47,19 +47,36 @@ def test_password_is_masked() -> None:
     assert db.location() == "db.invalid:6543"
 
 
-def test_open_creates_the_directory(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "b" / "probe.db"
+def test_open_creates_the_default_directory_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default location is made on first use (0700, the file 0600); a
+    mistyped --db must not leave a tree of folders behind."""
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    path = default_path()
     with Store.open(str(path)) as store:
+        assert store.created
         store.save(F.accessible(), F.ACCESSIBLE, F.VANTAGE)
-    assert path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+    with Store.open(str(path)) as store:
+        assert not store.created
+
+    elsewhere = tmp_path / "a" / "b" / "probe.db"
+    with pytest.raises(
+        StorageError, match=r"^cannot create database .*: folder .*/a/b does not exist"
+    ):
+        Store.open(str(elsewhere))
+    assert not (tmp_path / "a").exists()
 
 
 def test_open_under_a_file_fails_in_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StorageError, match=r"^cannot open database .*is not a directory$"):
+    with pytest.raises(StorageError, match=r"^cannot create database .*/file is not a directory$"):
         Store.open(str(blocker / "sub" / "probe.db"))
 
 

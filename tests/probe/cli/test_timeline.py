@@ -31,6 +31,9 @@ def test_timeline_commands(tmp_path: Path) -> None:
     assert "line 3: unknown kind 'nope'" in result.stderr
     assert "line 4: bad date" in result.stderr
     listed = probe("timeline", "list", "--country", "PK", db=db)
+    assert listed.returncode == 4 and "no database at" in listed.stderr  # reading creates none
+    Store.open(str(db)).close()
+    listed = probe("timeline", "list", "--country", "PK", db=db)
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 21  # built-in only
     added = probe(
         "timeline", "add", "--date", "2024-03-01", "--country", "pk", "--platform", "x",

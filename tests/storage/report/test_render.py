@@ -9,6 +9,7 @@ from storage.records import TimelineEvent
 from storage.report.html import render_html
 from storage.report.plot import render_png
 from storage.report.summary import build_report, checks_from_rows
+from storage.store import Store
 from storage.timeline import ReportedIndex
 from tests.storage.report.history import history
 
@@ -68,6 +69,7 @@ def test_reports_without_matplotlib_fail_in_one_line(tmp_path: Path) -> None:
         "from probe.cli import main; main()"
     )
     db = f"sqlite:///{tmp_path / 'p.db'}"
+    Store.open(db).close()
     result = subprocess.run(
         [sys.executable, "-c", code, db, str(tmp_path / "r.html")],
         capture_output=True, text=True, timeout=60,
