@@ -207,9 +207,9 @@ def test_output_to_a_directory_is_one_line_even_verbose(db, tmp_path) -> None:  
             assert "Traceback" not in done.stderr
 
 
-def test_export_never_writes_through_a_planted_partial_link(
+def test_export_never_writes_through_a_planted_partial_link(  # type: ignore[no-untyped-def]
     capsys, monkeypatch, db, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, (blocked, _) = db
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
