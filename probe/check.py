@@ -7,7 +7,9 @@ domain's start, so a fully blocked domain still gets its verdict in about
 1. DNS: A and AAAA through the vantage resolver and every control resolver,
    concurrently (DNS gets at most :data:`DNS_SHARE` of the budget so that
    control addresses can still be dialled when the vantage resolver hangs).
-2. Endpoints: every address any resolver returned (capped per family and
+   Each UDP query keeps listening :data:`DNS_WINDOW` after its first reply
+   for injected ones, while step 2 already runs.
+2. Endpoints: every address any first reply named (capped per family and
    origin), ports 443 and 80 concurrently: TCP, TLS with the target SNI, TLS
    with the control SNI, HTTPS GET; plaintext GET with the target Host and
    with a control Host.
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from probe import __version__, netaddr
 from probe.failures import Failure
@@ -95,11 +98,23 @@ class _Plan:
     resolver: Resolver
     control_resolvers: tuple[Resolver, ...]
     verified: ssl.SSLContext  # for the TLS checks (browser-like ALPN)
-    unverified: ssl.SSLContext
-    # httpcore rewrites the ALPN of any context it is given, so HTTP gets its own.
-    http_verified: ssl.SSLContext
-    http_unverified: ssl.SSLContext
+    unverified: ssl.SSLContext  # loads no trust store: cheap
     fingerprints: tuple[Fingerprint, ...]
+
+    # httpcore rewrites the ALPN of any context it is given, so HTTP gets its
+    # own; built on first use (tls.make_context caches them), as a verifying
+    # one loads the system trust store again.
+    @property
+    def http_verified(self) -> ssl.SSLContext:
+        from probe.checks import tls
+
+        return tls.make_context(self.options.ca_bundle, alpn=_HTTP_ALPN)
+
+    @property
+    def http_unverified(self) -> ssl.SSLContext:
+        from probe.checks import tls
+
+        return tls.make_context(verify=False, alpn=_HTTP_ALPN)
 
     @property
     def settings(self) -> CheckSettings:
@@ -138,9 +153,7 @@ def plan(options: CheckOptions) -> _Plan:
         resolver=resolver,
         control_resolvers=tuple(dns.parse_resolver(r) for r in options.control_resolvers),
         verified=tls.make_context(options.ca_bundle),
-        unverified=tls.make_context(options.ca_bundle, verify=False),
-        http_verified=tls.make_context(options.ca_bundle, alpn=_HTTP_ALPN),
-        http_unverified=tls.make_context(options.ca_bundle, verify=False, alpn=_HTTP_ALPN),
+        unverified=tls.make_context(verify=False),
         fingerprints=load_fingerprints(),
     )
 
@@ -188,13 +201,19 @@ async def check_domain(
     started_at = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     clock = _Deadline(t0, run.options.timeout)
-    queries = await _resolve_all(target.domain, run, clock)
-    helper = asyncio.create_task(_ask_helpers(target, queries, run, clock))
+    # Dial (and ask the helpers) as soon as every query has its first answer; the
+    # queries keep listening for late (injected) replies meanwhile, and the window
+    # ends the check only when it is the last thing left (as OONI's Web
+    # Connectivity v0.5).
+    answers, listening = await _resolve_all(target.domain, run, clock)
+    helper = asyncio.create_task(_ask_helpers(target, answers, run, clock))
     try:
-        endpoints = await _probe_endpoints(target.domain, queries, run, clock)
+        endpoints = await _probe_endpoints(target.domain, answers, run, clock)
         helper_view = await helper
+        queries = tuple(await listening)
     finally:
         helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
+        listening.cancel()
     control_sites = await controls if controls is not None else ()
     notes = _notes(queries, run.options.max_addresses_per_family)
     return DomainObservations(
@@ -225,8 +244,38 @@ class _Deadline:
 # ----------------------------------------------------------------------- DNS
 
 
-async def _resolve_all(domain: str, run: _Plan, clock: _Deadline) -> tuple[DNSQuery, ...]:
-    return await _resolve(domain, _resolvers(run), run, clock, listen=True)
+async def _resolve_all(
+    domain: str, run: _Plan, clock: _Deadline
+) -> tuple[tuple[DNSQuery, ...], asyncio.Future[list[DNSQuery]]]:
+    """Every resolver's first answers, and the queries still listening for
+    further replies (a future of the finished queries)."""
+    loop = asyncio.get_running_loop()
+    firsts: list[asyncio.Future[DNSQuery]] = []
+    tasks: list[asyncio.Task[DNSQuery]] = []
+    for job in _queries(domain, _resolvers(run), run, clock, listen=True):
+        first: asyncio.Future[DNSQuery] = loop.create_future()
+        task = asyncio.create_task(job(answered=first.set_result))
+        task.add_done_callback(functools.partial(_settle, first))
+        firsts.append(first)
+        tasks.append(task)
+    listening = asyncio.gather(*tasks)
+    try:
+        return tuple(await asyncio.gather(*firsts)), listening
+    except BaseException:
+        listening.cancel()
+        raise
+
+
+def _settle(first: asyncio.Future[DNSQuery], task: asyncio.Task[DNSQuery]) -> None:
+    """A query that finished before it called back: its result is its first answer."""
+    if first.done():
+        return
+    if task.cancelled():
+        first.cancel()
+    elif (exc := task.exception()) is not None:
+        first.set_exception(exc)
+    else:
+        first.set_result(task.result())
 
 
 async def _resolve(
@@ -234,10 +283,22 @@ async def _resolve(
     resolvers: Sequence[tuple[Origin, Resolver]],
     run: _Plan,
     clock: _Deadline,
+) -> tuple[DNSQuery, ...]:
+    """A and AAAA from every resolver at once; only an answer is needed (control sites)."""
+    jobs = _queries(domain, resolvers, run, clock, listen=False)
+    return tuple(await asyncio.gather(*(job() for job in jobs)))
+
+
+def _queries(
+    domain: str,
+    resolvers: Sequence[tuple[Origin, Resolver]],
+    run: _Plan,
+    clock: _Deadline,
     *,
     listen: bool,
-) -> tuple[DNSQuery, ...]:
-    """A and AAAA from every resolver at once, within DNS's share of the deadline.
+) -> list[functools.partial[Coroutine[Any, Any, DNSQuery]]]:
+    """A and AAAA from every resolver, within DNS's share of the deadline
+    (``dns.query`` calls, waiting for their ``answered`` callback).
 
     ``listen`` keeps each socket open a little after the first reply so that
     injected replies show; control sites need only an answer.
@@ -246,8 +307,9 @@ async def _resolve(
 
     timeout = max(0.1, min(clock.remaining() * DNS_SHARE, clock.remaining() - 0.1))
     window = min(DNS_WINDOW, timeout / 4) if listen else 0.0
-    jobs = [
-        dns.query(
+    return [
+        functools.partial(
+            dns.query,
             resolver,
             domain,
             qtype,
@@ -260,7 +322,6 @@ async def _resolve(
         for origin, resolver in resolvers
         for qtype in ("A", "AAAA")
     ]
-    return tuple(await asyncio.gather(*jobs))
 
 
 def _resolvers(run: _Plan) -> list[tuple[Origin, Resolver]]:
@@ -508,7 +569,7 @@ async def _check_control_site(domain: str, run: _Plan) -> ControlSiteObservation
     from probe.checks import tls
 
     clock = _Deadline(time.monotonic(), run.options.timeout)
-    queries = await _resolve(domain, [("vantage", run.resolver)], run, clock, listen=False)
+    queries = await _resolve(domain, [("vantage", run.resolver)], run, clock)
     candidates = [
         a
         for q in queries

@@ -18,6 +18,7 @@ import ipaddress
 import struct
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -226,11 +227,16 @@ async def query(
     t0: float,
     window: float = 0.3,
     ca_bundle: str | None = None,
+    answered: Callable[[DNSQuery], None] | None = None,
 ) -> DNSQuery:
     """Ask ``resolver`` for ``qname``/``qtype``; never raises for network behaviour.
 
     ``window`` (UDP only) is how long to keep listening for further replies
     after the first valid one; it never extends the query past ``timeout``.
+    ``answered`` is called once the first reply is settled, with the query as
+    a stub resolver would leave it (its addresses are final; only later
+    replies may still be added), so the caller need not wait for the window
+    to dial; when the query fails or has no window it may not be called.
     """
     if resolver.scheme == "https":
         from probe.checks.doh import query_doh
@@ -239,8 +245,9 @@ async def query(
             resolver, qname, qtype, origin=origin, timeout=timeout, t0=t0, ca_bundle=ca_bundle
         )
     return await _query_udp(
-        resolver, qname, qtype, origin=origin, timeout=timeout, t0=t0, window=window
-    )
+        resolver, qname, qtype, origin=origin, timeout=timeout, t0=t0, window=window,
+        answered=answered,
+    )  # fmt: skip
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -285,6 +292,7 @@ async def _query_udp(
     timeout: float,
     t0: float,
     window: float,
+    answered: Callable[[DNSQuery], None] | None = None,
 ) -> DNSQuery:
     """One UDP query, plus every further reply within ``window``.
 
@@ -319,6 +327,17 @@ async def _query_udp(
     transport: asyncio.DatagramTransport | None = None
     tcp_reply: DNSReply | Failure | None = None
     tcp_elapsed = 0.0
+
+    def settled() -> DNSQuery:
+        """The query with the replies received so far (the first one settled)."""
+        udp_replies = tuple(reply for _, reply in listener.replies)
+        if isinstance(tcp_reply, DNSReply):
+            replies = (tcp_reply, *udp_replies[1:])
+            return result(reply_failure(tcp_reply, qname, qtype), replies)
+        if isinstance(tcp_reply, Failure):
+            return result(tcp_reply, udp_replies, tcp_elapsed)
+        return result(reply_failure(udp_replies[0], qname, qtype), udp_replies)
+
     try:
         try:
             async with asyncio.timeout(timeout):
@@ -342,18 +361,13 @@ async def _query_udp(
         if first_message.flags & dns.flags.TC:
             tcp_reply = await _query_tcp(resolver, message, start, deadline - time.monotonic())
             tcp_elapsed = ms_since(start)
+        if answered is not None:
+            answered(settled())
         await asyncio.sleep(max(0.0, listen_until - time.monotonic()))
     finally:
         if transport is not None:
             transport.close()
-
-    udp_replies = tuple(reply for _, reply in listener.replies)
-    if isinstance(tcp_reply, DNSReply):
-        replies = (tcp_reply, *udp_replies[1:])
-        return result(reply_failure(tcp_reply, qname, qtype), replies)
-    if isinstance(tcp_reply, Failure):
-        return result(tcp_reply, udp_replies, tcp_elapsed)
-    return result(reply_failure(first_reply, qname, qtype), udp_replies)
+    return settled()
 
 
 async def _query_tcp(

@@ -39,16 +39,22 @@ def make_context(
 ) -> ssl.SSLContext:
     """A client context trusting the system store plus ``ca_bundle`` (PEM).
 
-    Cached: a check makes dozens of handshakes and a context costs
-    milliseconds to build.  ``verify=False`` disables certificate and
-    hostname checks (used to capture a chain that failed verification).
-    Raises UsageError when the bundle cannot be read or holds no certificate.
+    Cached: a check makes dozens of handshakes, and loading the system store
+    costs tens of milliseconds (several times that on a Raspberry Pi), so
+    each distinct context is built once per process, when first asked for.
+    ``verify=False`` disables certificate and hostname checks (used to capture
+    a chain that failed verification, and for the control SNI); such a context
+    loads no trust store at all, as it would never consult one: its ClientHello
+    is the same.  Raises UsageError when the bundle cannot be read or holds no
+    certificate.
     """
-    return _make_context(ca_bundle, verify, tuple(alpn))
+    if not verify:
+        return _unverified_context(tuple(alpn))
+    return _verified_context(ca_bundle, tuple(alpn))
 
 
-@functools.lru_cache(maxsize=32)
-def _make_context(ca_bundle: str | None, verify: bool, alpn: tuple[str, ...]) -> ssl.SSLContext:
+@functools.lru_cache(maxsize=16)
+def _verified_context(ca_bundle: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_bundle is not None:
         try:
@@ -61,9 +67,16 @@ def _make_context(ca_bundle: str | None, verify: bool, alpn: tuple[str, ...]) ->
                 else getattr(exc, "strerror", None) or exc
             )
             raise UsageError(f"cannot read CA bundle {ca_bundle}: {detail}") from exc
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+@functools.lru_cache(maxsize=16)
+def _unverified_context(alpn: tuple[str, ...]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # create_default_context's defaults
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context

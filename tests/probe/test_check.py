@@ -26,7 +26,7 @@ from probe.failures import Failure
 from probe.observations import DomainObservations
 from probe.targets import Target
 from probe.verdict import Method, Status, Verdict
-from tests.probe.checks.dnsserver import NXDOMAIN, Garbage, answer, serve_in_thread
+from tests.probe.checks.dnsserver import NXDOMAIN, Garbage, answer, injected, serve_in_thread
 from tests.probe.checks.httpserver import HTTPTestServer
 
 pytestmark = pytest.mark.skipif(
@@ -132,6 +132,25 @@ def test_accessible_site_every_step_observed(
     assert plain.http is not None and plain.http.status == 301  # not followed to https
     assert plain.http_control_host is not None and plain.http_control_host.ok
     assert obs.controls and obs.controls[0].reachable
+
+
+def test_endpoints_are_dialled_while_dns_still_listens(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    """The injection window does not hold TCP/TLS/HTTP back, and a reply that
+    arrives during it is still recorded (but not dialled: stubs use the first)."""
+    vantage, control, behaviours = resolvers
+    behaviours["site.test"] = injected(spoofed=[SITE], real=["192.0.2.7"], gap=0.2)
+    obs, _ = check(["site.test"], vantage, control, ca_bundle)["site.test"]
+    a = next(q for q in obs.dns if q.origin == "vantage" and q.qtype == "A")
+    assert [r.addresses for r in a.replies] == [(SITE,), ("192.0.2.7",)]
+    late_ms = a.t_ms + a.replies[1].elapsed_ms
+    https = next(e for e in obs.endpoints if e.port == 443)
+    assert https.tcp is not None and https.tls is not None and https.tls.ok
+    assert https.tcp.t_ms < late_ms, (https.tcp.t_ms, late_ms)
+    assert https.tls.t_ms < late_ms, (https.tls.t_ms, late_ms)
+    assert "192.0.2.7" not in {e.address for e in obs.endpoints}
+    assert obs.duration_ms >= late_ms  # the window still ends the check
 
 
 def test_vantage_nxdomain_is_dns_blocking(

@@ -334,6 +334,14 @@ def test_contexts_are_cached_per_settings() -> None:
     assert verified.verify_mode is ssl.CERT_REQUIRED and verified.check_hostname
 
 
+def test_unverified_context_loads_no_trust_store() -> None:
+    """Loading the system store is the costly part of a context (tens of ms; more
+    on a Pi); a context that never verifies must not pay for it, whatever bundle."""
+    assert make_context(verify=False).cert_store_stats()["x509_ca"] == 0
+    assert make_context("/nonexistent.pem", verify=False) is make_context(verify=False)
+    assert make_context().cert_store_stats()["x509_ca"] > 0
+
+
 def test_certificate_keeps_the_fingerprint_of_an_unparsable_certificate() -> None:
     cert = certificate(b"\x30\x03junk")
     assert cert.sha256 == sha256(b"\x30\x03junk")
