@@ -28,7 +28,7 @@ import asyncio
 import datetime as dt
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,6 @@ DEFAULT_CONTROL_SNI = "example.com"
 DEFAULT_TIMEOUT = 10.0
 DNS_SHARE = 0.4  # of the deadline, at most, spent waiting for DNS
 DNS_WINDOW = 0.3  # seconds to keep listening for further (injected) replies
-_HTTP_ALPN = ("http/1.1",)
 
 
 @dataclass(frozen=True)
@@ -101,20 +100,16 @@ class _Plan:
     unverified: ssl.SSLContext  # loads no trust store: cheap
     fingerprints: tuple[Fingerprint, ...]
 
-    # httpcore rewrites the ALPN of any context it is given, so HTTP gets its
-    # own; built on first use (tls.make_context caches them), as a verifying
-    # one loads the system trust store again.
-    @property
-    def http_verified(self) -> ssl.SSLContext:
-        from probe.checks import tls
+    def http_context(self, *, verify: bool) -> Callable[[], ssl.SSLContext]:
+        """The context for an https hop the HTTP check dials itself (a redirect,
+        or a server that chose HTTP/2 on the measured connection): it offers
+        only http/1.1, and is built the first time one is dialled, as a
+        verifying one loads the system trust store again."""
+        from probe.checks import http, tls
 
-        return tls.make_context(self.options.ca_bundle, alpn=_HTTP_ALPN)
-
-    @property
-    def http_unverified(self) -> ssl.SSLContext:
-        from probe.checks import tls
-
-        return tls.make_context(verify=False, alpn=_HTTP_ALPN)
+        return functools.partial(
+            tls.make_context, self.options.ca_bundle, verify=verify, alpn=http.HTTP_ALPN
+        )
 
     @property
     def settings(self) -> CheckSettings:
@@ -439,44 +434,28 @@ async def _probe_https(
     clock: _Deadline,
     compare_throughput: bool,
 ) -> EndpointObservation:
-    from probe.checks import tls
-
-    loopback = run.options.allow_loopback
+    """TCP, then TLS with the target SNI and the HTTPS GET over that same
+    connection; beside it, on a connection of its own, TLS with the control SNI
+    (and, for the throughput comparison, a GET over that one)."""
     tcp_obs, conn = await _connect(address, 443, run, clock)
     if conn is None:
         return EndpointObservation(address=address, port=443, origins=origins, tcp=tcp_obs)
 
     async def target_path() -> tuple[TLSObservation, HTTPObservation | None]:
-        try:
-            tls_obs = await tls.handshake(
-                conn,
-                server_name=domain,
-                context=run.verified,
-                timeout=clock.remaining(),
-                t0=clock.t0,
-            )
-        finally:
-            await conn.close()
+        tls_obs = await _handshake(conn, domain, run.verified, clock)
         if not tls_obs.ok:
             return tls_obs, None
-        return tls_obs, await _fetch_https(domain, address, domain, run.http_verified, run, clock)
+        return tls_obs, await _fetch_https(domain, domain, conn, run, clock, verify=True)
 
     async def control_path() -> tuple[TLSObservation | None, HTTPObservation | None]:
-        _, control_tls = await tls.probe_tls(
-            address,
-            443,
-            run.options.control_sni,
-            context=run.unverified,
-            timeout=clock.remaining(),
-            t0=clock.t0,
-            allow_loopback=loopback,
-        )
-        if control_tls is None or not control_tls.ok or not compare_throughput:
-            return control_tls, None
-        fetched = await _fetch_https(
-            domain, address, run.options.control_sni, run.http_unverified, run, clock
-        )
-        return control_tls, fetched
+        _, control = await _connect(address, 443, run, clock)
+        if control is None:
+            return None, None
+        sni = run.options.control_sni
+        tls_obs = await _handshake(control, sni, run.unverified, clock, keep=compare_throughput)
+        if not tls_obs.ok or not compare_throughput:
+            return tls_obs, None
+        return tls_obs, await _fetch_https(domain, sni, control, run, clock, verify=False)
 
     (tls_obs, http_obs), (control_tls, control_http) = await asyncio.gather(
         target_path(), control_path()
@@ -493,25 +472,51 @@ async def _probe_https(
     )
 
 
-async def _fetch_https(
-    domain: str,
-    address: str,
+async def _handshake(
+    conn: Connection,
     server_name: str,
     context: ssl.SSLContext,
+    clock: _Deadline,
+    *,
+    keep: bool = True,
+) -> TLSObservation:
+    """TLS over ``conn``; the connection stays open for HTTP only if it worked
+    and ``keep`` says HTTP will use it."""
+    from probe.checks import tls
+
+    tls_obs: TLSObservation | None = None
+    try:
+        tls_obs = await tls.handshake(
+            conn, server_name=server_name, context=context, timeout=clock.remaining(), t0=clock.t0
+        )
+    finally:
+        if tls_obs is None or not tls_obs.ok or not keep:
+            await conn.close()
+    return tls_obs
+
+
+async def _fetch_https(
+    domain: str,
+    server_name: str,
+    conn: Connection,
     run: _Plan,
     clock: _Deadline,
+    *,
+    verify: bool,
 ) -> HTTPObservation:
+    """GET the domain's page over ``conn``, the connection TLS was measured on."""
     from probe.checks import http
 
     return await http.fetch(
         f"https://{domain}/",
-        address=address,
+        address=conn.address,
         host=domain,
         server_name=server_name,
-        context=context,
+        context=run.http_context(verify=verify),
         timeout=clock.remaining(),
         t0=clock.t0,
         allow_loopback=run.options.allow_loopback,
+        connection=conn,
     )
 
 
@@ -521,13 +526,11 @@ async def _probe_http(
     """Plaintext HTTP: the path where Host filtering and injected blockpages show."""
     from probe.checks import http
 
-    loopback = run.options.allow_loopback
     tcp_obs, conn = await _connect(address, 80, run, clock)
     if conn is None:
         return EndpointObservation(address=address, port=80, origins=origins, tcp=tcp_obs)
-    await conn.close()
 
-    async def get(host: str) -> HTTPObservation:
+    async def get(host: str, connection: Connection | None) -> HTTPObservation:
         return await http.fetch(
             f"http://{host}/",
             address=address,
@@ -535,12 +538,14 @@ async def _probe_http(
             timeout=clock.remaining(),
             t0=clock.t0,
             follow_https=False,
-            allow_loopback=loopback,
+            allow_loopback=run.options.allow_loopback,
+            connection=connection,
         )
 
-    # The control Host goes to the same address at the same time: if only the
-    # target Host is reset or answered with a blockpage, the censor keys on Host.
-    target, control = await asyncio.gather(get(domain), get(run.options.control_sni))
+    # The target Host goes over the measured connection; the control Host to the
+    # same address at the same time: if only the target Host is reset or answered
+    # with a blockpage, the censor keys on Host.
+    target, control = await asyncio.gather(get(domain, conn), get(run.options.control_sni, None))
     return EndpointObservation(
         address=address,
         port=80,

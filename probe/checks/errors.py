@@ -1,4 +1,4 @@
-"""Map exceptions raised by sockets, ssl, asyncio and httpx onto :class:`Failure`.
+"""Map exceptions raised by sockets, ssl, asyncio, h11 and httpx onto :class:`Failure`.
 
 Every protocol module uses this one function so that the same kernel event
 (say, an RST) gets the same name whichever phase saw it.
@@ -11,6 +11,7 @@ import errno
 import logging
 import socket
 import ssl
+import sys
 
 from probe.checks.decode import DecodingError
 from probe.failures import Failure
@@ -69,13 +70,13 @@ def failure_from_exception(exc: BaseException) -> Failure:
 
 def _direct_failure(exc: BaseException) -> Failure | None:
     """The failure ``exc`` itself names, or None when only its cause can tell."""
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a hard dependency
-        httpx = None  # type: ignore[assignment]
-
+    # An exception of a library that was never imported cannot be one of its own.
+    httpx = sys.modules.get("httpx")
     if httpx is not None and isinstance(exc, httpx.HTTPError):
         return _httpx_failure(exc)
+    h11 = sys.modules.get("h11")
+    if h11 is not None and isinstance(exc, h11.ProtocolError):
+        return Failure.HTTP_PROTOCOL_ERROR  # probe.checks.http raises EOFError for a close
     if isinstance(exc, DecodingError):
         return Failure.HTTP_PROTOCOL_ERROR  # a body that is not what it claims
     if isinstance(exc, ssl.SSLCertVerificationError):

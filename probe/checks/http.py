@@ -23,13 +23,16 @@ import html
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import h11
 
 from probe import netaddr
 from probe.checks.decode import BodyDecoder
 from probe.checks.errors import failure_from_exception
+from probe.checks.tcp import Connection, open_connection
 from probe.failures import Failure
 from probe.observations import BODY_KEEP, BODY_READ_CAP, HTTPObservation, Redirect
 
@@ -50,10 +53,16 @@ USER_AGENT = (
 )
 _ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+READ_SIZE = 64 * 1024
+MAX_HEAD = 100 * 1024  # one status line and its headers, as httpcore allows
 HEAD_LIMIT = 256 * 1024
 """Bytes a server may send before its final response head ends (informational
-responses included); httpcore alone would read 1xx responses until the deadline."""
+responses included): a 1xx flood must not keep the check busy until the deadline."""
 MAX_INTERIM = 16  # informational (1xx) responses accepted before the final one
+HTTP_ALPN = ("http/1.1",)  # what a connection this module dials offers: it speaks HTTP/1.1 only
+
+ContextSource = ssl.SSLContext | Callable[[], ssl.SSLContext]
+"""A TLS context, or a function making it: called only if an https hop is dialled."""
 
 
 # ------------------------------------------------------------ pure helpers
@@ -168,7 +177,7 @@ async def fetch(
     address: str,
     host: str | None = None,
     server_name: str | None = None,
-    context: ssl.SSLContext | None = None,
+    context: ContextSource | None = None,
     timeout: float,
     t0: float,
     max_redirects: int = 5,
@@ -176,6 +185,7 @@ async def fetch(
     ports: Mapping[str, int] | None = None,
     allow_loopback: bool = False,
     follow_https: bool = True,
+    connection: Connection | None = None,
 ) -> HTTPObservation:
     """GET ``url`` from ``address`` (never resolved), following same-host redirects.
 
@@ -184,8 +194,14 @@ async def fetch(
     cannot be mistaken for Host filtering.
 
     ``host`` overrides the Host header and ``server_name`` the SNI (both
-    default to the URL's host); ``context`` verifies https (a default
-    verifying context when None).  ``ports`` maps a scheme to the port used
+    default to the URL's host); ``context`` verifies the https hops this
+    function dials (offering ``http/1.1`` only; a default verifying context
+    when None).  ``connection``, when given, is an open connection to the
+    first hop's endpoint (for https: already TLS with ``server_name``, as the
+    TLS check left it): the first request goes over it, so the 5-tuple the
+    other checks measured is the one HTTP measures too.  It is closed here;
+    if it negotiated HTTP/2 (which this client does not speak) it is closed
+    unused and the hop dialled anew.  ``ports`` maps a scheme to the port used
     when a URL has none.  Raises ValueError only for caller errors (a URL that
     is not http(s), an address that is not an IP literal); network behaviour
     always ends in an observation, within ``timeout`` seconds.
@@ -210,7 +226,12 @@ async def fetch(
     ) -> HTTPObservation:
         return _observation(url, address, first, start, t0, failure, response, **extra)
 
+    if connection is not None and not _speaks_http11(connection):
+        await connection.close()
+        connection = None
     if not netaddr.is_dialable(address, allow_loopback=allow_loopback):
+        if connection is not None:
+            await connection.close()
         return observe(Failure.ADDRESS_UNUSABLE)
 
     redirects: list[Redirect] = []
@@ -222,13 +243,14 @@ async def fetch(
             target: _Target | None = first
             while target is not None:
                 response = _Response(cap=read_cap)
-                async with _send(target, address, context, deadline, response) as reply:
+                given, connection = connection, None
+                async with _send(target, address, context, deadline, response, given) as reply:
                     current, target = target, None
-                    location = reply.headers.get("location")
-                    if reply.status_code in _REDIRECT_STATUSES and location:
+                    location = reply.header("location")
+                    if reply.status in _REDIRECT_STATUSES and location:
                         joined = _join(current.url, location)
                         absolute = str(joined) if joined is not None else location
-                        redirects.append(Redirect(reply.status_code, absolute))
+                        redirects.append(Redirect(reply.status, absolute))
                         upgrade = joined is not None and joined.scheme != current.url.scheme
                         if (
                             joined is not None
@@ -247,7 +269,16 @@ async def fetch(
         failure = failure_from_exception(exc)
         if failure is Failure.UNKNOWN_ERROR:
             log.warning("unexpected error fetching %s from %s", url, address, exc_info=exc)
+    finally:
+        if connection is not None:  # never used: the deadline passed before the first hop
+            await connection.close()
     return observe(failure, response, redirects=tuple(redirects))
+
+
+def _speaks_http11(connection: Connection) -> bool:
+    sslobj = connection.writer.get_extra_info("ssl_object")
+    alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
+    return alpn in (None, "http/1.1")
 
 
 def _target(
@@ -296,133 +327,150 @@ def _headers(host: str) -> list[tuple[str, str]]:
     ]
 
 
-class _HeadMeter:
-    """Counts what arrives until the final response head is complete (told by
-    httpcore's trace), and stops a server that floods before it."""
+class _Exchange:
+    """One HTTP/1.1 request and response on a connection; h11 does the parsing."""
 
-    def __init__(self) -> None:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.received = 0
-        self.heads = 0
-        self.done = False
 
-    def count(self, data: bytes) -> None:
-        import httpcore
+    async def request(self, target: str | bytes, headers: list[tuple[str, str]]) -> float:
+        """Send the GET; the time it was sent."""
+        request = h11.Request(method="GET", target=target, headers=headers)
+        self.conn.writer.write(self.parser.send(request) + self.parser.send(h11.EndOfMessage()))
+        await self.conn.writer.drain()
+        return time.monotonic()
 
-        if self.done:
-            return
-        self.received += len(data)
-        self.heads += data.count(b"\r\n\r\n")
-        if self.received > HEAD_LIMIT or self.heads > MAX_INTERIM + 1:
-            raise httpcore.RemoteProtocolError(
-                f"response head not complete after {self.received} bytes, {self.heads} heads"
-            )
+    async def response(self) -> _Reply:
+        """The final response head, past at most :data:`MAX_INTERIM` informational
+        ones and :data:`HEAD_LIMIT` bytes."""
+        for _ in range(MAX_INTERIM + 1):
+            event = await self.next_event(head=True)
+            if isinstance(event, h11.Response):
+                return _Reply(self, event)
+            if not isinstance(event, h11.InformationalResponse):  # ConnectionClosed
+                raise EOFError("server closed the connection without sending a response")
+        raise h11.RemoteProtocolError(f"more than {MAX_INTERIM} informational responses")
+
+    async def next_event(self, *, head: bool = False) -> Any:
+        """The next HTTP event, reading as needed.
+
+        A peer that closes mid-message is an ``EOFError`` (Failure.EOF), whatever
+        h11 calls it; anything else malformed stays an ``h11.RemoteProtocolError``.
+        """
+        while True:
+            try:
+                event = self.parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self.parser.their_state is h11.ERROR and _peer_closed(self.parser):
+                    raise EOFError(str(exc)) from exc
+                raise
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.conn.reader.read(READ_SIZE)
+            self.received += len(data)
+            if head and self.received > HEAD_LIMIT:
+                raise h11.RemoteProtocolError(
+                    f"response head not complete after {self.received} bytes"
+                )
+            self.parser.receive_data(data)
 
 
-def _metered_transport(
-    verify: ssl.SSLContext | bool, meter: _HeadMeter
-) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, one connection, whose streams report to ``meter``.
+class _Reply:
+    """A response whose head was read; the body is read on demand."""
 
-    httpx takes no network backend, so its pool is replaced by an equal one
-    that has it (the pool is the transport's only state).
-    """
-    import httpcore
-    import httpx
+    def __init__(self, exchange: _Exchange, head: h11.Response) -> None:
+        self._exchange = exchange
+        self.status = head.status_code
+        self.headers = [(name.decode("ascii"), _text(value)) for name, value in head.headers]
 
-    class Stream(httpcore.AsyncNetworkStream):
-        def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-            self._inner = inner
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (a lowercase name)."""
+        return next((value for key, value in self.headers if key == name), None)
 
-        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            data = await self._inner.read(max_bytes, timeout)
-            meter.count(data)
-            return data
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as received (still content-coded), until the message ends."""
+        while True:
+            event = await self._exchange.next_event()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return
 
-        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            await self._inner.write(buffer, timeout)
 
-        async def aclose(self) -> None:
-            await self._inner.aclose()
+def _text(value: bytes) -> str:
+    """A header value as text: UTF-8 when it is, else Latin-1 (as httpx decodes them)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
-        async def start_tls(
-            self,
-            ssl_context: ssl.SSLContext,
-            server_hostname: str | None = None,
-            timeout: float | None = None,
-        ) -> httpcore.AsyncNetworkStream:
-            return Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
-        def get_extra_info(self, info: str) -> Any:
-            return self._inner.get_extra_info(info)
+def _peer_closed(parser: h11.Connection) -> bool:
+    # h11 only knows the peer closed from an empty receive_data()
+    return bool(getattr(parser, "_receive_buffer_closed", False))
 
-    class Backend(httpcore.AnyIOBackend):
-        async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-            return Stream(await super().connect_tcp(*args, **kwargs))
 
-    transport = httpx.AsyncHTTPTransport(verify=verify)
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(verify=verify),
-        max_connections=1,
-        max_keepalive_connections=0,
-        network_backend=Backend(),
-    )
-    return transport
+async def _dial(
+    target: _Target, address: str, context: ContextSource | None, timeout: float
+) -> Connection:
+    """A new connection for one hop: TCP, and TLS with the hop's SNI for https."""
+    from probe.checks import tls
+
+    conn = await open_connection(address, target.port, timeout)
+    if target.server_name is None:
+        return conn
+    if context is None:
+        context = tls.make_context(alpn=HTTP_ALPN)
+    elif not isinstance(context, ssl.SSLContext):
+        context = context()
+    try:
+        await tls.start_tls(conn.writer, context, target.server_name, timeout)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
 
 
 @contextlib.asynccontextmanager
 async def _send(
     target: _Target,
     address: str,
-    context: ssl.SSLContext | None,
+    context: ContextSource | None,
     deadline: float,
     response: _Response,
-) -> AsyncIterator[httpx.Response]:
-    """Send one GET to ``address``, record the response head in ``response``,
-    and yield the streaming response (closed, with its client, on exit)."""
-    import httpx
-
+    connection: Connection | None,
+) -> AsyncIterator[_Reply]:
+    """Send one GET (over ``connection``, else a new one to ``address``), record
+    the response head in ``response``, and yield the reply; the connection is
+    closed on exit."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
+        if connection is not None:
+            await connection.close()
         raise TimeoutError
-    verify: ssl.SSLContext | bool = False  # plaintext: no TLS context is ever used
-    if target.url.scheme == "https":
-        verify = context if context is not None else ssl.create_default_context()
-    marks: dict[str, float] = {}
-    meter = _HeadMeter()
-
-    async def trace(event: str, info: Mapping[str, Any]) -> None:
-        if event.startswith("http11.receive_response_headers."):
-            marks[event.rsplit(".", 1)[1]] = time.monotonic()
-            meter.done = event.endswith(".complete")
-
-    extensions: dict[str, Any] = {"timeout": httpx.Timeout(remaining).as_dict(), "trace": trace}
-    if target.server_name is not None:
-        extensions["sni_hostname"] = target.server_name
-    pinned = target.url.copy_with(host=address, port=target.port)
-    # Built directly (not client.build_request) so the headers keep a browser's order.
-    request = httpx.Request("GET", pinned, headers=_headers(target.host), extensions=extensions)
-    transport = _metered_transport(verify, meter)
-    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
-        sent = time.monotonic()
-        reply = await client.send(request, stream=True, follow_redirects=False)
-        try:
-            received = marks.get("complete", time.monotonic())
-            response.ttfb_ms = (received - marks.get("started", sent)) * 1000
-            response.status = reply.status_code
-            response.headers = normalise_headers(reply.headers.multi_items())
-            response.charset = body_charset(reply.headers.get("content-type"))
-            yield reply
-        finally:
-            await reply.aclose()
+    conn = connection or await _dial(target, address, context, remaining)
+    try:
+        exchange = _Exchange(conn)
+        sent = await exchange.request(target.url.raw_path, _headers(target.host))
+        reply = await exchange.response()
+        response.ttfb_ms = (time.monotonic() - sent) * 1000
+        response.status = reply.status
+        response.headers = normalise_headers(reply.headers)
+        response.charset = body_charset(reply.header("content-type"))
+        yield reply
+    finally:
+        await conn.close()
 
 
-async def _read_body(reply: httpx.Response, response: _Response) -> None:
+async def _read_body(reply: _Reply, response: _Response) -> None:
     """Read the body into ``response`` until its end or the read cap.
 
-    The raw bytes are decoded here, not by httpx, so that both what arrives
-    and what it decodes to stop at the cap (see :mod:`probe.checks.decode`).
+    The raw bytes are decoded here so that both what arrives and what it
+    decodes to stop at the cap (see :mod:`probe.checks.decode`).
     """
-    decoder = BodyDecoder(reply.headers.get("content-encoding"), response.cap)
+    decoder = BodyDecoder(reply.header("content-encoding"), response.cap)
     received = 0
     async for raw in reply.aiter_raw():
         received += len(raw)
