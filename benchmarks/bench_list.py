@@ -9,6 +9,14 @@ resolvers, TCP, TLS with the target and the control SNI, HTTPS and plaintext
 HTTP on two addresses), as on a real network where the sites exist; with
 ``--scenario sni_reset`` the X names in the list (if any) are blocked.
 
+``--domains N --timeouts 0.1 --resets 0.1`` runs the first N distinct
+domains of the lists given, with a mix of blocking: every tenth domain
+(shares as given) resolves to addresses the isp blackholes (the check waits
+out its ``--timeout``) and as many to addresses whose SYNs it resets
+(:func:`tests.lab.scenarios.blocked_names`); ``--store`` stores the results
+in a fresh SQLite database instead of ``--no-store``, to see that memory stays
+flat in the list's length either way.
+
 What is measured is the probe's own cost per domain at the given concurrency:
 domains/s, wall time, the CPU time and peak RSS of the probe process, and the
 CPU the lab's servers spent answering it. ``--profile FILE`` runs the probe
@@ -28,12 +36,15 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_oneoff import ENV
 from probe.targets import read_test_list
-from tests.lab.scenarios import applied
+from tests.lab.scenarios import applied, blocked_names
 from tests.lab.topology import Lab, running_lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,31 +69,75 @@ def _server_cpu_s(lab: Lab) -> float:
     return total / tick
 
 
+def mix(domains: Sequence[str], timeouts: float, resets: float) -> tuple[list[str], list[str]]:
+    """Spread the blocked names evenly over the list: (timeouts, resets)."""
+    blackholed, refused = [], []
+    for i, name in enumerate(domains):
+        slot = (i * 7919) % 1000 / 1000  # a stride through the list, not its head
+        if slot < timeouts:
+            blackholed.append(name)
+        elif slot < timeouts + resets:
+            refused.append(name)
+    return blackholed, refused
+
+
 def measure(
-    list_path: str, scenario: str, concurrency: int, timeout: float, profile: str | None
+    list_paths: Sequence[str],
+    scenario: str,
+    concurrency: int,
+    timeout: float,
+    profile: str | None,
+    *,
+    count: int | None = None,
+    timeouts: float = 0.0,
+    resets: float = 0.0,
+    store: bool = False,
 ) -> dict[str, Any]:
-    domains = [t.domain for t in read_test_list(list_path)]
-    with running_lab("rb", catch_all=domains) as lab, applied(lab, scenario):
-        argv = lab.probe_argv([], timeout=timeout)
-        argv += ["--list", list_path, "--concurrency", str(concurrency)]
+    targets = {t.domain: t for path in list_paths for t in read_test_list(path)}
+    domains = list(targets)[:count] if count else list(targets)
+    blackholed, refused = mix(domains, timeouts, resets)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_lab("rb", catch_all=domains) as lab,
+        applied(lab, scenario),
+        blocked_names(lab, blackholed, refused),
+    ):
+        listing = Path(tmp) / "list.csv"
+        listing.write_text("url\n" + "".join(f"https://{d}/\n" for d in domains))
+        Path(tmp).chmod(0o755)
+        argv = lab.probe_argv(domains[:0], timeout=timeout)
+        argv += ["--list", str(listing), "--concurrency", str(concurrency)]
+        if store:
+            argv.remove("--no-store")
+            argv += ["--db", str(Path(tmp) / "probe.db")]
         if profile:
             at = argv.index(sys.executable) + 1
             argv[at:at] = ["-m", "cProfile", "-o", profile]
+        subprocess.run(  # untimed: writes the bytecode cache, as an installed probe has one
+            [sys.executable, "-c", "import probe.check, probe.cli.check"], env=ENV, check=True
+        )
         servers_before = _server_cpu_s(lab)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=3600, check=False, env=ENV
+        )
         wall = time.monotonic() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         servers = _server_cpu_s(lab) - servers_before
 
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     durations = sorted(line["duration_ms"] for line in lines)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    verdicts = {line["domain"]: line for line in lines}
     return {
-        "list": Path(list_path).name,
+        "list": "+".join(Path(p).name for p in list_paths),
         "scenario": scenario,
         "domains": len(lines),
         "domains_in_list": len(domains),
+        "blackholed": len(blackholed),
+        "reset": len(refused),
+        "stored": store,
         "concurrency": concurrency,
         "timeout_s": timeout,
         "wall_s": round(wall, 2),
@@ -91,13 +146,24 @@ def measure(
         "slowest_domain_ms": durations[-1] if durations else None,
         "probe_user_s": round(after.ru_utime - before.ru_utime, 2),
         "probe_sys_s": round(after.ru_stime - before.ru_stime, 2),
-        "probe_cpu_s": round(
-            (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2
-        ),
+        "probe_cpu_s": round(cpu, 2),
+        "probe_cpu_ms_per_domain": round(cpu * 1000 / len(lines), 1) if lines else None,
         "servers_cpu_s": round(servers, 2),
         "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
         "verdicts": dict(collections.Counter(line["verdict"] for line in lines)),
-        "blocked": sorted(line["domain"] for line in lines if line["verdict"] == "blocked"),
+        "blocked": sorted(line["domain"] for line in lines if line["verdict"] == "blocked")[:20],
+        "mix_verdicts": {
+            "blackholed": dict(
+                collections.Counter(
+                    "/".join(verdicts[d]["blocking"]) for d in blackholed if d in verdicts
+                )
+            ),
+            "reset": dict(
+                collections.Counter(
+                    "/".join(verdicts[d]["blocking"]) for d in refused if d in verdicts
+                )
+            ),
+        },
         "exit_status": done.returncode,
         "stderr_tail": done.stderr.strip().splitlines()[-3:],
     }
@@ -110,13 +176,33 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=4.0)
     parser.add_argument("--scenario", default="sni_reset")
     parser.add_argument("--profile", help="write a cProfile of the (first) probe run here")
+    parser.add_argument(
+        "--domains", type=int, nargs="*", help="runs over the first N domains of all lists"
+    )
+    parser.add_argument("--timeouts", type=float, default=0.0, help="share of names blackholed")
+    parser.add_argument("--resets", type=float, default=0.0, help="share of names reset")
+    parser.add_argument("--store", action="store_true", help="store into a fresh SQLite file")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results-list.json"))
     args = parser.parse_args()
 
+    lists = args.list or [str(DEFAULT_LIST)]
+    runs: list[tuple[list[str], int | None]] = (
+        [(lists, n) for n in args.domains] if args.domains else [([p], None) for p in lists]
+    )
     results = []
-    for i, path in enumerate(args.list or [str(DEFAULT_LIST)]):
+    for i, (paths, count) in enumerate(runs):
         profile = args.profile if i == 0 else None
-        result = measure(path, args.scenario, args.concurrency, args.timeout, profile)
+        result = measure(
+            paths,
+            args.scenario,
+            args.concurrency,
+            args.timeout,
+            profile,
+            count=count,
+            timeouts=args.timeouts,
+            resets=args.resets,
+            store=args.store,
+        )
         results.append(result)
         for key, value in result.items():
             print(f"{key:>18}: {value}", flush=True)

@@ -41,9 +41,7 @@ def timed(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], float, flo
     """Run ``argv``; its wall time and CPU time (user + sys of the child and its children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=120, check=False, env=ENV
-    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=ENV)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -88,7 +86,7 @@ def measure(scenario: str, runs: int, timeout: float, profile: str | None) -> di
         if profile:
             at = argv.index(sys.executable) + 1
             subprocess.run(
-                argv[:at] + ["-m", "cProfile", "-o", profile] + argv[at:],
+                [*argv[:at], "-m", "cProfile", "-o", profile, *argv[at:]],
                 capture_output=True,
                 timeout=120,
                 env=ENV,

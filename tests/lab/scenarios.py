@@ -13,7 +13,7 @@ touched, only the path to them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.lab.topology import (
@@ -383,6 +383,31 @@ _SCENARIO_LIST = (
     ),
 )
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _SCENARIO_LIST}
+
+
+@contextlib.contextmanager
+def blocked_names(
+    lab: Lab, timeouts: Sequence[str] = (), resets: Sequence[str] = ()
+) -> Iterator[None]:
+    """Per-name IP blocking for list runs on the catch-all site: the ``timeouts``
+    names resolve (from every resolver) to addresses whose packets the isp drops,
+    the ``resets`` names to addresses whose SYNs it answers with RST; every other
+    list name stays a working site. The lab is clean again afterwards."""
+    moved = [
+        f"--address=/{name}/{address}"
+        for names, addresses in ((timeouts, lab.net.blackholed), (resets, lab.net.refusing))
+        for name in names
+        for address in addresses
+    ]
+    try:
+        lab.start_internet_resolver(moved)
+        for address in lab.net.blackholed:
+            _from_vantage(lab, "-d", address, "-j", "DROP")
+        for address in lab.net.refusing:
+            _from_vantage(lab, "-d", address, "-p", "tcp", "--syn", *_RESET)
+        yield
+    finally:
+        lab.reset()
 
 
 @contextlib.contextmanager

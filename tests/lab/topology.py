@@ -87,6 +87,9 @@ class Addressing:
     internet_prefix: str  # everything behind the internet namespace
     hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> IPv4 addresses
     catch_all: tuple[str, ...] = ()  # the catch-all site (used only when the lab has one)
+    # addresses the isp blackholes / answers with RST, for per-name blocking in list runs
+    blackholed: tuple[str, ...] = ()
+    refusing: tuple[str, ...] = ()
 
     @classmethod
     def plan(cls, octet: int) -> Addressing:
@@ -111,6 +114,8 @@ class Addressing:
             internet_prefix=f"{net}.128.0/17",
             hosts=hosts,
             catch_all=(f"{net}.130.10", f"{net}.130.11"),
+            blackholed=(f"{net}.131.10", f"{net}.131.11"),
+            refusing=(f"{net}.132.10", f"{net}.132.11"),
         )
 
     @property
@@ -202,6 +207,7 @@ class Lab:
         self.catch_all = tuple(catch_all)  # names the catch-all site has a certificate for
         self.processes: dict[str, Process] = {}
         self.isp_overrides: tuple[str, ...] = ()  # current poison of the ISP resolver
+        self.internet_overrides: tuple[str, ...] = ()  # names moved to other addresses
         self.web_down: tuple[str, ...] = ()  # names currently answering 503
         self.uplink_up = True
         self._closed = False
@@ -258,14 +264,18 @@ class Lab:
         if proc is not None:
             proc.stop()
 
-    def start_internet_resolver(self) -> None:
+    def start_internet_resolver(self, overrides: Sequence[str] = ()) -> None:
+        """(Re)start the authoritative resolver; ``overrides`` are extra dnsmasq
+        options (e.g. ``--address=/name/IP``: a list name served elsewhere)."""
         self.stop("internet-dnsmasq")
+        self.internet_overrides = tuple(overrides)
         # --local=/#/: answer only from the records, NXDOMAIN for unknown names and
         # NODATA for AAAA, as an authoritative server would; with a catch-all site,
         # unknown names get its addresses instead (AAAA still NODATA)
         records = [*servers.host_records(self.net.hosts), "--local=/#/"]
         if self.catch_all:
             records += [f"--address=/#/{address}" for address in self.net.catch_all]
+        records += overrides
         self._replace(
             servers.start_dnsmasq(
                 self.internet,
@@ -375,6 +385,8 @@ class Lab:
             self.set_uplink(True)
         if self.isp_overrides:
             self.start_isp_resolver()
+        if self.internet_overrides:
+            self.start_internet_resolver()
         if self.web_down:
             self.start_web()
 
