@@ -7,15 +7,24 @@ import hashlib
 import re
 import resource
 import ssl
+import subprocess
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from probe.checks import tls as tls_module
 from probe.checks.tcp import connect
-from probe.checks.tls import HANDSHAKE_LIMIT, certificate, handshake, make_context, probe_tls
+from probe.checks.tls import (
+    HANDSHAKE_LIMIT,
+    certificate,
+    handshake,
+    hashed_system_store,
+    make_context,
+    probe_tls,
+)
 from probe.errors import UsageError
 from probe.failures import Failure
 from probe.observations import TCPObservation, TLSObservation
@@ -28,6 +37,7 @@ from tests.probe.checks.tlsserver import (
     hold,
     leaf_der,
     parse_sni,
+    untrusted_authority,
 )
 
 T = TypeVar("T")
@@ -339,7 +349,41 @@ def test_unverified_context_loads_no_trust_store() -> None:
     on a Pi); a context that never verifies must not pay for it, whatever bundle."""
     assert make_context(verify=False).cert_store_stats()["x509_ca"] == 0
     assert make_context("/nonexistent.pem", verify=False) is make_context(verify=False)
-    assert make_context().cert_store_stats()["x509_ca"] > 0
+
+
+@pytest.fixture
+def system_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A system trust store of our own: the test CA as bundle, in ``tmp_path``."""
+    bundle = tmp_path / "ca-certificates.crt"
+    bundle.write_text(Path(default_authority().bundle).read_text())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    tls_module._verified_context.cache_clear()
+    yield tmp_path
+    tls_module._verified_context.cache_clear()
+
+
+def test_hashed_system_store_is_read_lazily_and_still_verifies(system_store: Path) -> None:
+    """Debian's layout (bundle inside a c_rehash'ed directory): the directory is
+    used, no certificate is parsed up front, and verification still works."""
+    subprocess.run(["openssl", "rehash", str(system_store)], check=True, capture_output=True)
+    assert hashed_system_store() == str(system_store.resolve())
+    ctx = make_context()
+    assert ctx.cert_store_stats()["x509_ca"] == 0
+    with TLSServer() as server:
+        _, tls = probe(server, ctx=ctx)
+    assert tls is not None and tls.ok, tls
+    with TLSServer() as server:
+        _, tls = probe(server, ctx=make_context(str(untrusted_authority().bundle)))
+    assert tls is not None and tls.ok  # a --ca-bundle adds to the store
+
+
+def test_unhashed_system_store_is_loaded_whole(system_store: Path) -> None:
+    assert hashed_system_store() is None  # no hash links: the bundle is read as before
+    assert make_context().cert_store_stats()["x509_ca"] == 1
+    with TLSServer() as server:
+        _, tls = probe(server, ctx=make_context())
+    assert tls is not None and tls.ok, tls
 
 
 def test_certificate_keeps_the_fingerprint_of_an_unparsable_certificate() -> None:
