@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 
@@ -33,15 +33,12 @@ from probe import netaddr
 from probe.checks.decode import BodyDecoder
 from probe.checks.errors import failure_from_exception
 from probe.checks.tcp import Connection, open_connection
+from probe.checks.url import DEFAULT_PORTS, URL
 from probe.failures import Failure
 from probe.observations import BODY_KEEP, BODY_READ_CAP, HTTPObservation, Redirect
 
-if TYPE_CHECKING:
-    import httpx
-
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS: Mapping[str, int] = {"http": 80, "https": 443}
 MAX_HEADERS = 64
 MAX_HEADER_VALUE = 512
 TITLE_SCAN = 64 * 1024  # the title is looked for in the first 64 KiB only
@@ -162,7 +159,7 @@ class _Response:
 class _Target:
     """One hop's request: the URL asked for, and where it really goes."""
 
-    url: httpx.URL
+    url: URL
     host: str  # Host header
     port: int
     server_name: str | None  # SNI, https only
@@ -206,17 +203,12 @@ async def fetch(
     is not http(s), an address that is not an IP literal); network behaviour
     always ends in an observation, within ``timeout`` seconds.
     """
-    import httpx
-
     start = time.monotonic()
     ip = netaddr.parse(address)
     if ip is None:
         raise ValueError(f"not an IP address: {address!r}")
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid URL {url!r}: {exc}") from exc
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+    parsed = URL.parse(url)
+    if parsed is None:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port_map = {**DEFAULT_PORTS, **(ports or {})}
     first = _target(parsed, port_map, host=host, server_name=server_name)
@@ -248,7 +240,7 @@ async def fetch(
                     current, target = target, None
                     location = reply.header("location")
                     if reply.status in _REDIRECT_STATUSES and location:
-                        joined = _join(current.url, location)
+                        joined = current.url.join(location)
                         absolute = str(joined) if joined is not None else location
                         redirects.append(Redirect(reply.status, absolute))
                         upgrade = joined is not None and joined.scheme != current.url.scheme
@@ -282,36 +274,23 @@ def _speaks_http11(connection: Connection) -> bool:
 
 
 def _target(
-    url: httpx.URL,
+    url: URL,
     ports: Mapping[str, int],
     *,
     host: str | None = None,
     server_name: str | None = None,
 ) -> _Target:
-    name = url.raw_host.decode("ascii")
-    authority = f"[{name}]" if ":" in name else name
-    if url.port is not None:  # explicit and not the scheme's default: browsers send it
-        authority = f"{authority}:{url.port}"
+    # An explicit port that is not the scheme's default is in the Host header, as browsers send it.
     port = url.port if url.port is not None else ports[url.scheme]
-    sni = (server_name or name) if url.scheme == "https" else None
-    return _Target(url=url, host=host or authority, port=port, server_name=sni)
+    sni = (server_name or url.host) if url.scheme == "https" else None
+    return _Target(url=url, host=host or url.authority, port=port, server_name=sni)
 
 
-def _join(base: httpx.URL, location: str) -> httpx.URL | None:
-    import httpx
-
-    try:
-        joined = base.join(location)
-    except (httpx.InvalidURL, ValueError):
-        return None
-    return joined if joined.scheme in ("http", "https") and joined.raw_host else None
-
-
-def _same_host(url: httpx.URL, target: _Target) -> bool:
+def _same_host(url: URL, target: _Target) -> bool:
     """Does ``url`` name the host this hop asked for (the Host header's name)?"""
     asked = target.host.rsplit(":", 1)[0] if not target.host.endswith("]") else target.host
     asked = asked.strip("[]").lower().rstrip(".")
-    return url.raw_host.decode("ascii").lower().rstrip(".") == asked
+    return url.host.rstrip(".") == asked
 
 
 def _headers(host: str) -> list[tuple[str, str]]:
@@ -335,7 +314,7 @@ class _Exchange:
         self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.received = 0
 
-    async def request(self, target: str | bytes, headers: list[tuple[str, str]]) -> float:
+    async def request(self, target: str, headers: list[tuple[str, str]]) -> float:
         """Send the GET; the time it was sent."""
         request = h11.Request(method="GET", target=target, headers=headers)
         self.conn.writer.write(self.parser.send(request) + self.parser.send(h11.EndOfMessage()))
@@ -453,7 +432,7 @@ async def _send(
     conn = connection or await _dial(target, address, context, remaining)
     try:
         exchange = _Exchange(conn)
-        sent = await exchange.request(target.url.raw_path, _headers(target.host))
+        sent = await exchange.request(target.url.target, _headers(target.host))
         reply = await exchange.response()
         response.ttfb_ms = (time.monotonic() - sent) * 1000
         response.status = reply.status
