@@ -20,7 +20,8 @@ flat in the list's length either way.
 What is measured is the probe's own cost per domain at the given concurrency:
 domains/s, wall time, the CPU time and peak RSS of the probe process, and the
 CPU the lab's servers spent answering it. ``--profile FILE`` runs the probe
-under cProfile (slower) and writes the profile there.
+under cProfile timed by CPU time (:mod:`benchmarks.cpuprofile`; slower) and
+writes the profile there.
 
 Run as root inside a fresh network namespace (the lab needs it):
     unshare --net sh -c 'ip link set lo up && python -m benchmarks.bench_list'
@@ -112,7 +113,7 @@ def measure(
             argv += ["--db", str(Path(tmp) / "probe.db")]
         if profile:
             at = argv.index(sys.executable) + 1
-            argv[at:at] = ["-m", "cProfile", "-o", profile]
+            argv[at:at] = ["-m", "benchmarks.cpuprofile", profile]
         subprocess.run(  # untimed: writes the bytecode cache, as an installed probe has one
             [sys.executable, "-c", "import probe.check, probe.cli.check"], env=ENV, check=True
         )

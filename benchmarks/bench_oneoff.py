@@ -8,7 +8,8 @@ child). Runs are repeated and medians reported, because the machine is shared.
 ``--scenario tcp_blackhole`` (or any other) times a blocked domain against the
 ``--timeout`` it was given. For scale, the bare interpreter and ``probe
 --help`` are timed too (the ``--help`` budget is 0.3 s over the bare
-interpreter). ``--profile FILE`` runs one extra check under cProfile.
+interpreter). ``--profile FILE`` runs one extra check under cProfile
+(timed by CPU time: :mod:`benchmarks.cpuprofile`).
 
 Run as root inside a fresh network namespace (the lab needs it):
     unshare --net sh -c 'ip link set lo up && python -m benchmarks.bench_oneoff'
@@ -86,7 +87,7 @@ def measure(scenario: str, runs: int, timeout: float, profile: str | None) -> di
         if profile:
             at = argv.index(sys.executable) + 1
             subprocess.run(
-                [*argv[:at], "-m", "cProfile", "-o", profile, *argv[at:]],
+                [*argv[:at], "-m", "benchmarks.cpuprofile", profile, *argv[at:]],
                 capture_output=True,
                 timeout=120,
                 env=ENV,
