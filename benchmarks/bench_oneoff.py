@@ -50,7 +50,7 @@ def timed(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], float, flo
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
-    return round(statistics.median(r[key] for r in runs), 1)
+    return round(float(statistics.median(r[key] for r in runs)), 1)
 
 
 def startup(runs: int) -> dict[str, float]:

@@ -25,6 +25,7 @@ with the first targets, and attached to every domain's observations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import time
@@ -208,7 +209,7 @@ async def check_domain(
         queries = tuple(await listening)
     finally:
         helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
-        listening.cancel()
+        _discard(listening)
     control_sites = await controls if controls is not None else ()
     notes = _notes(queries, run.options.max_addresses_per_family)
     return DomainObservations(
@@ -257,8 +258,18 @@ async def _resolve_all(
     try:
         return tuple(await asyncio.gather(*firsts)), listening
     except BaseException:
-        listening.cancel()
+        _discard(listening)
         raise
+
+
+def _discard(future: asyncio.Future[list[DNSQuery]]) -> None:
+    """Cancel queries nobody will wait for; a cancelled gather holds its
+    CancelledError as an exception, which must count as seen (asyncio would
+    log it with a traceback)."""
+    if future.done():
+        return
+    future.cancel()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _settle(first: asyncio.Future[DNSQuery], task: asyncio.Task[DNSQuery]) -> None:
@@ -436,24 +447,30 @@ async def _probe_https(
 ) -> EndpointObservation:
     """TCP, then TLS with the target SNI and the HTTPS GET over that same
     connection; beside it, on a connection of its own, TLS with the control SNI
-    (and, for the throughput comparison, a GET over that one)."""
+    (and, for the throughput comparison, a GET over that one).
+
+    The two downloads of a comparison start together: one read later, from a
+    socket buffer the server has already filled, would look many times faster.
+    """
     tcp_obs, conn = await _connect(address, 443, run, clock)
     if conn is None:
         return EndpointObservation(address=address, port=443, origins=origins, tcp=tcp_obs)
+    start = asyncio.Barrier(2) if compare_throughput else None
 
     async def target_path() -> tuple[TLSObservation, HTTPObservation | None]:
         tls_obs = await _handshake(conn, domain, run.verified, clock)
-        if not tls_obs.ok:
+        if not await _together(start, clock, tls_obs.ok):
             return tls_obs, None
         return tls_obs, await _fetch_https(domain, domain, conn, run, clock, verify=True)
 
     async def control_path() -> tuple[TLSObservation | None, HTTPObservation | None]:
         _, control = await _connect(address, 443, run, clock)
         if control is None:
+            await _together(start, clock, False)
             return None, None
         sni = run.options.control_sni
         tls_obs = await _handshake(control, sni, run.unverified, clock, keep=compare_throughput)
-        if not tls_obs.ok or not compare_throughput:
+        if not await _together(start, clock, tls_obs.ok) or not compare_throughput:
             return tls_obs, None
         return tls_obs, await _fetch_https(domain, sni, control, run, clock, verify=False)
 
@@ -470,6 +487,20 @@ async def _probe_https(
         http=http_obs,
         http_control_sni=control_http,
     )
+
+
+async def _together(start: asyncio.Barrier | None, clock: _Deadline, ready: bool) -> bool:
+    """Wait until the other download of a comparison is ready too (or will not
+    happen); returns ``ready``.  Without a comparison, returns at once."""
+    if start is None:
+        return ready
+    if not ready:
+        await start.abort()
+        return False
+    with contextlib.suppress(asyncio.BrokenBarrierError, TimeoutError):
+        async with asyncio.timeout(clock.remaining()):
+            await start.wait()
+    return True
 
 
 async def _handshake(
