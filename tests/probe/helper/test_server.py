@@ -4,13 +4,17 @@ of loopback targets (a slow one, a hostile one, one with its own bad certificate
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # Starlette 1.x nags about httpx; its TestClient still works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from probe.checks.dns import parse_resolver
 from probe.helper.measure import HelperSettings
@@ -177,6 +181,10 @@ def test_bad_options_fail_in_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="no such file"):
         open_database(str(tmp_path / "missing.tsv"))
+    garbage = tmp_path / "asn.mmdb"
+    garbage.write_bytes(b"not a MaxMind database" * 10)
+    with pytest.raises(UsageError, match="cannot read ASN database"):
+        open_database(str(garbage))
     broken = tmp_path / "broken.tsv"
     broken.write_text("not\ta range\n")
     with pytest.raises(UsageError, match=r"broken\.tsv:1"):
