@@ -195,10 +195,15 @@ def _helper_notes(helper: HelperObservation | None) -> list[str]:
 
 
 def _helper_agrees(
-    e: EndpointObservation, helper: HelperObservation | None, layer: Literal["tcp", "tls"]
+    e: EndpointObservation,
+    helper: HelperObservation | None,
+    layer: Literal["tcp", "tls"],
+    certificate: bool = False,
 ) -> str | None:
     """How the helper failed the same way at this endpoint (or at every one it
-    tried, when it was not given this one); None when it did not."""
+    tried, when it was not given this one); None when it did not.  At the TLS
+    layer a certificate failure matches only a certificate failure, and a
+    reset or timeout only a failure that is not one."""
     if helper is None:
         return None
     mine = helper.endpoint(e.address, e.port)
@@ -211,7 +216,9 @@ def _helper_agrees(
         mine = None  # not given this endpoint (or no TLS there): judge by every one it tried
     candidates = [mine] if mine is not None else tried
     failures = [h.tcp_failure or (h.tls_failure if layer == "tls" else None) for h in candidates]
-    if not failures or not all(failures):
+    if not failures or not all(
+        f is not None and (layer == "tcp" or f.is_tls_certificate == certificate) for f in failures
+    ):
         return None
     where = "to it" if mine is not None else "to any address of the site"
     return f"{failures[0]} {where}"
@@ -469,7 +476,7 @@ def _tls_outcome(e: EndpointObservation, helper: HelperObservation | None) -> _O
     failure = tls.failure
     if failure is None:
         return None
-    same = _helper_agrees(e, helper, "tls")
+    same = _helper_agrees(e, helper, "tls", failure.is_tls_certificate)
     if same is not None:
         own = "certificate" if failure.is_tls_certificate else "TLS"
         return _Outcome(

@@ -259,3 +259,9 @@ def test_existing_rows_unchanged_when_the_helper_sees_the_site(
 def test_working_site_with_helper() -> None:
     obs = site(dns=resolves(ADDR), endpoints=endpoints(ADDR))
     assert classify(replace(obs, helper=helper())).status is S.ACCESSIBLE
+
+
+def test_a_helper_failing_another_way_is_no_alibi() -> None:
+    """Our certificate is forged while the helper's handshake was reset: still interception."""
+    verdict = classify(replace(own_certificate(), helper=helper(tls=F.CONNECTION_RESET)))
+    assert (verdict.status, verdict.blocking) == (S.BLOCKED, (M.TLS_INVALID_CERT,))
