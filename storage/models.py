@@ -30,6 +30,8 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -79,6 +81,24 @@ class VantageModel(Base):
     asn: Mapped[int | None] = mapped_column(BigInteger)
     network: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
+    # Set on a collector for vantages registered with `probe collector vantage add`:
+    # the sha256 of the upload token (never the token), and its life.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    revoked: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ux_vantages_token_hash", "token_hash", unique=True),
+        # One registration per name: uploads are attributed by name.
+        Index(
+            "ux_vantages_registered_name",
+            "name",
+            unique=True,
+            sqlite_where=text("token_hash IS NOT NULL"),
+            postgresql_where=text("token_hash IS NOT NULL"),
+        ),
+    )
 
 
 class MeasurementModel(Base):
@@ -141,6 +161,24 @@ class ObservationsModel(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
 
 
+class UploadModel(Base):
+    """On a probe: a measurement the collector at ``collector`` confirmed.
+
+    The backlog is every measurement without such a row, so a measurement
+    saved at any moment (or replayed from the spool later) is simply part of
+    the next upload: there is no queue to drain and no window to lose one in.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_collector_uploaded_at", "collector", "uploaded_at"),)
+
+    collector: Mapped[str] = mapped_column(String(500), primary_key=True)
+    measurement_id: Mapped[str] = mapped_column(
+        ForeignKey("measurements.id", ondelete="CASCADE"), primary_key=True
+    )
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class TimelineEventModel(Base):
     __tablename__ = "timeline_events"
     __table_args__ = (
@@ -173,3 +211,4 @@ vantages = cast(Table, VantageModel.__table__)
 measurements = cast(Table, MeasurementModel.__table__)
 observations = cast(Table, ObservationsModel.__table__)
 timeline_events = cast(Table, TimelineEventModel.__table__)
+uploads = cast(Table, UploadModel.__table__)

@@ -215,32 +215,7 @@ class Store:
         ignore_existing: bool = True,
     ) -> int:
         """Insert one measurement; returns 1, or 0 when ``ignore_existing`` skipped it."""
-        values = _clean(
-            {
-                "id": row.id,
-                "vantage_id": self._vantage_id(conn, row.vantage),
-                "domain": row.domain,
-                "input": row.input,
-                "platform": row.platform,
-                "started_at": row.started_at,
-                "duration_ms": row.duration_ms,
-                "resolver": row.resolver,
-                "probe_version": row.probe_version,
-                "stored_at": dt.datetime.now(dt.UTC),
-                **_verdict_columns(verdict),
-                "dns_answers": LIST_SEPARATOR.join(row.dns_answers),
-                "control_answers": LIST_SEPARATOR.join(row.control_answers),
-                "first_failure": row.first_failure,
-                "tls_failures": LIST_SEPARATOR.join(row.tls_failures),
-                "http_status": row.http_status,
-                "http_failures": LIST_SEPARATOR.join(row.http_failures),
-                "http_title": row.http_title,
-                "tcp_ms": row.tcp_ms,
-                "tls_ms": row.tls_ms,
-                "http_ms": row.http_ms,
-                "helper_saw_site": row.helper_saw_site,
-            }
-        )
+        values = measurement_values(row, verdict, self._vantage_id(conn, row.vantage))
         if ignore_existing:
             if self._insert_new(conn, measurements, ["id"], values) is None:
                 return 0
@@ -251,8 +226,7 @@ class Store:
 
     def _vantage_id(self, conn: Connection, vantage: Vantage) -> int:
         """The id of this exact vantage description, created on first use."""
-        fields = [vantage.name, vantage.country, vantage.asn, vantage.network, vantage.notes]
-        key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+        key = vantage_key(vantage)
         cached = self._vantage_ids.get(key)
         if cached is not None:
             return cached
@@ -433,6 +407,42 @@ class Store:
                 url=r.url,
                 certainty=r.certainty,
             )
+
+
+def vantage_key(vantage: Vantage) -> str:
+    """The ``vantages.key`` of one exact description (every field counts)."""
+    fields = [vantage.name, vantage.country, vantage.asn, vantage.network, vantage.notes]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def measurement_values(row: MeasurementRow, verdict: Verdict, vantage_id: int) -> dict[str, Any]:
+    """The ``measurements`` columns of one measurement, cleaned for storage."""
+    return _clean(
+        {
+            "id": row.id,
+            "vantage_id": vantage_id,
+            "domain": row.domain,
+            "input": row.input,
+            "platform": row.platform,
+            "started_at": row.started_at,
+            "duration_ms": row.duration_ms,
+            "resolver": row.resolver,
+            "probe_version": row.probe_version,
+            "stored_at": dt.datetime.now(dt.UTC),
+            **_verdict_columns(verdict),
+            "dns_answers": LIST_SEPARATOR.join(row.dns_answers),
+            "control_answers": LIST_SEPARATOR.join(row.control_answers),
+            "first_failure": row.first_failure,
+            "tls_failures": LIST_SEPARATOR.join(row.tls_failures),
+            "http_status": row.http_status,
+            "http_failures": LIST_SEPARATOR.join(row.http_failures),
+            "http_title": row.http_title,
+            "tcp_ms": row.tcp_ms,
+            "tls_ms": row.tls_ms,
+            "http_ms": row.http_ms,
+            "helper_saw_site": row.helper_saw_site,
+        }
+    )
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:

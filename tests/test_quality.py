@@ -28,6 +28,10 @@ HEAVY = {
     "storage",
     "schedules",
     "collectors",
+    "starlette",
+    "uvicorn",
+    "anyio",
+    "tenacity",
 }
 
 

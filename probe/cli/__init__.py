@@ -52,7 +52,7 @@ def _register() -> None:
     from probe.cli import check
 
     check.register(app)
-    for name in ("data", "timeline", "daemon", "helper", "trace"):
+    for name in ("data", "timeline", "daemon", "helper", "trace", "collector", "upload"):
         try:
             module = __import__(f"probe.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

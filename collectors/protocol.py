@@ -1,0 +1,20 @@
+"""The upload protocol between a probe and a collector, shared by both sides.
+
+A batch is the lossless JSON Lines of ``probe export jsonl`` (one
+``probe.measurement/1`` record per line, see docs/data-format.md), optionally
+gzip-compressed, POSTed with the vantage's token as a bearer token.  The
+answer lists every id the collector now holds from the batch (``ids``), so
+the probe marks exactly those as uploaded.  Kept free of the web stack: the
+probe's daemon imports this, never Starlette.
+"""
+
+from __future__ import annotations
+
+API = "/api/v1"
+MEASUREMENTS_PATH = f"{API}/measurements"  # POST a batch
+VANTAGE_PATH = f"{API}/vantage"  # GET: who the token belongs to
+HEALTH_PATH = f"{API}/health"  # GET: the collector and its database answer
+CONTENT_TYPE = "application/x-ndjson"
+DEFAULT_PORT = 8500
+MAX_BATCH = 5000  # measurements per request the collector accepts by default
+MAX_BODY = 32 * 1024 * 1024  # bytes of (decompressed) body the collector accepts by default

@@ -1,0 +1,196 @@
+"""Uploading a probe's measurements to a collector (the client side of collectors.protocol).
+
+:func:`upload` sends every measurement of this vantage that the collector
+has not confirmed, oldest first, in gzip-compressed batches of the lossless
+JSONL format, and records each id as uploaded only after the collector's
+answer lists it (storage.outbox).  It stops at the first failure with a
+:class:`~probe.errors.CollectorError` whose ``retryable`` says whether
+trying again later can help (unreachable, busy, database down) or not (token
+refused, batch rejected): the daemon backs off on the first kind and waits
+for the operator on the second.  Nothing is ever deleted from the probe.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from collectors import protocol
+from probe.errors import CollectorError, UsageError
+
+if TYPE_CHECKING:
+    from storage.records import StoredMeasurement
+    from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # measurements per request: ~1-2 MB of JSON, ~0.2 MB gzipped
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+BUSY_RETRIES = 5  # 429 answers waited out (Retry-After, at most BUSY_WAIT_MAX each)
+BUSY_WAIT_MAX = 30.0
+
+
+class UploadError(CollectorError):
+    """An upload that stopped; ``retryable``: the same upload may succeed later."""
+
+    retryable = False
+
+
+class Unreachable(UploadError):
+    retryable = True
+
+
+class Busy(UploadError):
+    retryable = True
+
+
+class Refused(UploadError):
+    """The collector refused the token or a batch: an operator has to act."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    vantage: str  # the name the collector knows this probe's token by
+    sent: int  # measurements sent and confirmed in this run
+    added: int  # new to the collector
+    duplicates: int  # it had them already (an earlier, unconfirmed try)
+    others: int  # stored here for other vantages (imports): not this token's to upload
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"collector URL must be http(s)://HOST[:PORT], not {url!r}")
+    return url.strip().rstrip("/")
+
+
+def upload(
+    store: Store,
+    url: str,
+    token: str,
+    *,
+    batch_size: int = BATCH,
+    progress: Callable[[int, int], None] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    verify: str | bool = True,
+) -> UploadResult:
+    """Upload the backlog for ``url``; raises UploadError (one line) when it stops."""
+    from storage.outbox import Outbox
+
+    base = check_url(url)
+    token = token.strip()
+    if not token:
+        raise UsageError("the upload token is empty")
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": "reachprobe-upload"}
+    with httpx.Client(
+        base_url=base, headers=headers, timeout=TIMEOUT, transport=transport, verify=verify
+    ) as client:
+        who = _json(_request(client, "GET", protocol.VANTAGE_PATH), base)
+        name = who.get("name")
+        if not isinstance(name, str):
+            raise UploadError(f"collector at {base} answered without a vantage name")
+        outbox = Outbox(store.database, base, vantage=name)
+        total = outbox.backlog()
+        sent = added = duplicates = 0
+        if progress is not None:
+            progress(0, total)
+        for batch in outbox.batches(batch_size):
+            confirmed, new = _send(client, base, batch)
+            outbox.confirm(confirmed)
+            sent += len(confirmed)
+            added += new
+            duplicates += len(confirmed) - new
+            if progress is not None:
+                progress(sent, max(total, sent))
+        return UploadResult(name, sent, added, duplicates, outbox.others())
+
+
+def _send(client: httpx.Client, base: str, batch: list[StoredMeasurement]) -> tuple[list[str], int]:
+    """POST one batch; the ids the collector confirmed and how many were new to it."""
+    from storage.jsonl import encode
+
+    lines = "".join(
+        json.dumps(encode(item), ensure_ascii=False, separators=(",", ":")) + "\n" for item in batch
+    )
+    body = gzip.compress(lines.encode("utf-8"), compresslevel=6)
+    headers = {"Content-Type": protocol.CONTENT_TYPE, "Content-Encoding": "gzip"}
+    answer = _json(
+        _request(client, "POST", protocol.MEASUREMENTS_PATH, content=body, headers=headers), base
+    )
+    sent = {item.row.id for item in batch}
+    ids = answer.get("ids")
+    added = answer.get("added")
+    if not isinstance(ids, list) or not isinstance(added, int):
+        raise UploadError(f"collector at {base} gave an unexpected answer to a batch")
+    confirmed = [i for i in ids if i in sent]
+    if len(confirmed) != len(sent):
+        raise UploadError(
+            f"collector at {base} confirmed {len(confirmed)} of {len(sent)} measurements"
+        )
+    return confirmed, added
+
+
+def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request, waiting out 429s; HTTP and network failures become UploadErrors."""
+    base = str(client.base_url).rstrip("/")
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach collector at {base}: {_reason(exc)}") from None
+        if response.status_code == 429 and attempt < BUSY_RETRIES:
+            time.sleep(min(_retry_after(response), BUSY_WAIT_MAX))
+            continue
+        break
+    status = response.status_code
+    if status < 300:
+        return response
+    reason = _error_text(response)
+    if status in (401, 403):
+        raise Refused(f"collector at {base} refused the token ({status}: {reason})")
+    if status == 429 or status >= 500:
+        raise Busy(f"collector at {base} is unavailable ({status}: {reason})")
+    raise Refused(f"collector at {base} rejected the upload ({status}: {reason})")
+
+
+def _json(response: httpx.Response, base: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise UploadError(f"collector at {base} did not answer with JSON (is it a collector?)")
+    return data
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    text = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(text, str):
+        text = response.reason_phrase or "no reason given"
+    return "".join(c if c.isprintable() else " " for c in text)[:300]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.1, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,117 @@
+"""The probe's side of uploading: which measurements a collector has not confirmed.
+
+Nothing is queued: the backlog for a collector is every stored measurement
+of this vantage without a row in ``uploads`` for that collector, and a row is
+written only after the collector confirmed the measurement.  So a measurement
+saved while an upload runs (or replayed from the daemon's spool later) is
+simply in the next batch, a crash between sending and confirming re-sends
+the batch (the collector is idempotent on the id), and uploading never
+deletes or changes a measurement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.database import Database
+from storage.models import measurements, uploads, vantages
+from storage.records import StoredMeasurement
+from storage.store import _full_select, _stored
+
+m = measurements.c
+u = uploads.c
+v = vantages.c
+
+
+def collector_key(url: str) -> str:
+    """The collector as recorded in ``uploads``: its URL without a trailing slash."""
+    return url.strip().rstrip("/")
+
+
+class Outbox:
+    """Backlog, batches and confirmations for one collector and one vantage name."""
+
+    def __init__(
+        self,
+        db: Database,
+        collector: str,
+        vantage: str | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self._db = db
+        self.collector = collector_key(collector)
+        self.vantage = vantage
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    def _unconfirmed(self) -> Any:
+        confirmed = exists().where(u.collector == self.collector, u.measurement_id == m.id)
+        conditions = [~confirmed]
+        if self.vantage is not None:
+            conditions.append(v.name == self.vantage)
+        return and_(*conditions)
+
+    def backlog(self) -> int:
+        """How many measurements the collector has not confirmed yet."""
+        stmt = select(func.count()).select_from(measurements.join(vantages))
+        with self._db.reading() as conn:
+            return int(conn.execute(stmt.where(self._unconfirmed())).scalar_one())
+
+    def others(self) -> int:
+        """Measurements of other vantages (imports): never uploaded with this token."""
+        if self.vantage is None:
+            return 0
+        stmt = select(func.count()).select_from(measurements.join(vantages))
+        with self._db.reading() as conn:
+            return int(conn.execute(stmt.where(v.name != self.vantage)).scalar_one())
+
+    def batches(self, size: int) -> Iterator[list[StoredMeasurement]]:
+        """Unconfirmed measurements, oldest first, ``size`` at a time.
+
+        Pages by (started_at, id) after the last one handed out, so a batch
+        the caller did not confirm is not handed out again in this pass (an
+        upload stops at the first failure anyway).
+        """
+        after: tuple[dt.datetime, str] | None = None
+        while True:
+            stmt = _full_select().where(self._unconfirmed())
+            if after is not None:
+                stmt = stmt.where(
+                    or_(m.started_at > after[0], and_(m.started_at == after[0], m.id > after[1]))
+                )
+            stmt = stmt.order_by(m.started_at, m.id).limit(size)
+            with self._db.reading() as conn:
+                page = [_stored(r) for r in conn.execute(stmt)]
+            if not page:
+                return
+            yield page
+            after = (page[-1].row.started_at, page[-1].row.id)
+
+    def confirm(self, ids: Iterable[str]) -> int:
+        """Record ``ids`` as confirmed by the collector; returns how many were new."""
+        now = self._clock()
+        rows = [{"collector": self.collector, "measurement_id": i, "uploaded_at": now} for i in ids]
+        if not rows:
+            return 0
+        dialect: Any = sqlite if self._db.is_sqlite else postgresql
+        statement = (
+            dialect.insert(uploads)
+            .on_conflict_do_nothing(index_elements=["collector", "measurement_id"])
+            .returning(u.measurement_id)
+        )
+
+        def run(conn: Connection) -> int:
+            return len(conn.execute(statement, rows).all())
+
+        return self._db.write(run)
+
+    def last_upload(self) -> dt.datetime | None:
+        """When the collector last confirmed a measurement."""
+        stmt = select(func.max(u.uploaded_at)).where(u.collector == self.collector)
+        with self._db.reading() as conn:
+            value: dt.datetime | None = conn.execute(stmt).scalar()
+        return value

@@ -1,0 +1,227 @@
+"""``probe upload`` against ``probe collector serve`` over a real socket, with faults.
+
+Every test counts rows on both sides afterwards: each measurement is at the
+collector exactly once, and the probe marks as uploaded exactly what the
+collector holds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from storage.registry import Registry
+from storage.store import Store
+from tests.collectors import helpers as H
+from tests.collectors.collectorproc import CollectorProcess, probe, spawn
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def collector_db(pg_url: str) -> str:
+    return pg_url
+
+
+@pytest.fixture
+def token(collector_db: str) -> str:
+    with Store.open(collector_db) as store:
+        return Registry(store.database).add(H.PTCL)[1]
+
+
+@pytest.fixture
+def collector(collector_db: str, tmp_path: Path, token: str) -> Iterator[CollectorProcess]:
+    proc = CollectorProcess(collector_db, tmp_path / "collector.log").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        assert token[5:] not in proc.output(), "the collector logged a token"
+
+
+_TEMPLATES: dict[tuple[int, int], Path] = {}
+
+
+def probe_db(tmp_path: Path, n: int, others: int = 0) -> str:
+    """A probe's SQLite database with ``n`` measurements of PTCL (+ ``others`` of Jazz).
+
+    Built once per size and copied: importing is the slow part of these tests.
+    """
+    template = _TEMPLATES.get((n, others))
+    if template is None or not template.exists():
+        template = tmp_path / f"template-{n}-{others}.db"
+        with Store.open(f"sqlite:///{template}") as store:
+            store.import_measurements(H.batch(n))
+            store.import_measurements(H.batch(others, H.JAZZ))
+        _TEMPLATES[(n, others)] = template
+    path = tmp_path / "probe.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+def count(url: str, table: str = "measurements") -> int:
+    with Store.open(url, migrate=False) as store, store.database.reading() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def ids(url: str, table: str = "measurements", column: str = "id") -> list[str]:
+    with Store.open(url, migrate=False) as store, store.database.reading() as conn:
+        return sorted(str(r[0]) for r in conn.execute(text(f"SELECT {column} FROM {table}")))
+
+
+def assert_consistent(probe_url: str, collector_url: str, expected: int) -> None:
+    """Nothing lost, nothing twice, and the probe marked exactly what the collector has."""
+    at_collector = ids(collector_url)
+    assert len(at_collector) == len(set(at_collector)) == expected
+    assert count(collector_url, "observations") == expected
+    assert ids(probe_url, "uploads", "measurement_id") == at_collector
+
+
+def upload(probe_url: str, collector: CollectorProcess, token: str, *more: str) -> Any:
+    return probe("upload", "--collector", collector.url, "--token", token, "--db", probe_url, *more)
+
+
+def test_probe_upload_sends_the_backlog_once(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    url = probe_db(tmp_path, 600, others=3)
+    done = upload(url, collector, token, "--batch", "250")
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 600 measurement(s) of vantage lahore-ptcl: 600 new" in done.stdout
+    assert "3 of other vantages not uploaded" in done.stdout
+    assert_consistent(url, collector_db, 600)
+    again = upload(url, collector, token)
+    assert again.returncode == 0 and "uploaded 0 measurement(s)" in again.stdout
+    assert count(url) == 603  # uploading never deletes anything
+    with Store.open(collector_db) as store:
+        assert {r.vantage for r in store.iter_rows()} == {H.PTCL}
+    assert "upload from vantage lahore-ptcl: 250 added" in collector.output()
+
+
+def test_upload_failures_are_one_line_and_exit_5(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    url = probe_db(tmp_path, 3)
+    wrong = upload(url, collector, "rpv1_" + "x" * 43)
+    assert wrong.returncode == 5 and "refused the token (401: invalid token)" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    bad = probe("upload", "--collector", "ftp://x", "--token", token, "--db", url)
+    assert bad.returncode == 2 and "http(s)://" in bad.stderr
+    port = collector.url.rsplit(":", 1)[1]
+    collector.stop()
+    gone = probe("upload", "--collector", f"http://127.0.0.1:{port}", "--token", token, "--db", url)
+    assert gone.returncode == 5 and "cannot reach collector" in gone.stderr
+    assert len(gone.stderr.strip().splitlines()) == 1
+    assert count(collector_db) == 0 and count(url, "uploads") == 0
+
+
+def wait_for_rows(url: str, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = count(url)
+        if n >= at_least:
+            return n
+        time.sleep(0.01)
+    raise AssertionError(f"fewer than {at_least} rows after {timeout} s")
+
+
+def test_collector_killed_mid_upload_then_retried_stores_everything_once(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    n = 800
+    url = probe_db(tmp_path, n)
+    running = spawn("upload", "--collector", collector.url, "--token", token, "--db", url,
+                    "--batch", "20")  # fmt: skip
+    wait_for_rows(collector_db, 100)
+    collector.kill()  # SIGKILL, mid-upload: a batch may be committed but unanswered
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 5, err
+    stored, confirmed = count(collector_db), count(url, "uploads")
+    assert 100 <= stored < n and confirmed <= stored
+    collector.start()
+    done = upload(url, collector, token, "--batch", "20")
+    assert done.returncode == 0, done.stderr
+    assert_consistent(url, collector_db, n)
+
+
+def test_token_revoked_mid_run_stops_the_upload_cleanly(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    n = 800
+    url = probe_db(tmp_path, n)
+    running = spawn("upload", "--collector", collector.url, "--token", token, "--db", url,
+                    "--batch", "20")  # fmt: skip
+    wait_for_rows(collector_db, 100)
+    revoked = probe("collector", "vantage", "revoke", "lahore-ptcl", "--db", collector_db)
+    assert revoked.returncode == 0, revoked.stderr
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 5 and "revoked" in err
+    stored = count(collector_db)
+    assert stored < n
+    assert_consistent(url, collector_db, stored)
+    time.sleep(0.2)
+    assert count(collector_db) == stored  # nothing accepted after the revoke
+
+
+def test_two_processes_uploading_the_same_backlog_store_it_once(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    n = 600
+    url = probe_db(tmp_path, n)
+    args = ("upload", "--collector", collector.url, "--token", token, "--db", url, "--batch", "50")
+    first, second = spawn(*args), spawn(*args)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert_consistent(url, collector_db, n)
+
+
+def _cluster(pg_url: str) -> tuple[Path, Path]:
+    """pg_ctl and the data directory of the throwaway cluster behind ``pg_url``."""
+    if os.environ.get("PROBE_TEST_PG_URL"):
+        pytest.skip("restarting the server needs the throwaway cluster")
+    from sqlalchemy import make_url
+
+    base = Path(str(make_url(pg_url).query["host"]))
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+    return pg_ctl, base
+
+
+def _pg_ctl(pg_url: str, *args: str) -> None:
+    pg_ctl, base = _cluster(pg_url)
+    options = f"-c listen_addresses='' -c unix_socket_directories={base} -c fsync=off"
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(pg_ctl), "-D", str(base / "data"), "-o", options,
+         "-l", str(base / "log"), "-w", *args],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_database_restarted_under_the_collector(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    if shutil.which("runuser") is None:
+        pytest.skip("needs runuser")
+    url = probe_db(tmp_path, 200)
+    assert upload(url, collector, token, "--batch", "100").returncode == 0
+    _pg_ctl(collector_db, "stop", "-m", "fast")
+    try:
+        with Store.open(url) as store:
+            store.import_measurements(H.batch(100))
+        down = upload(url, collector, token, "--batch", "100")
+        assert down.returncode == 5
+        assert "503" in down.stderr and "database unavailable" in down.stderr
+    finally:
+        _pg_ctl(collector_db, "start")
+    done = upload(url, collector, token, "--batch", "100")
+    assert done.returncode == 0, done.stderr + collector.output()[-2000:]
+    assert_consistent(url, collector_db, 300)
+    assert "Traceback" not in collector.output()
