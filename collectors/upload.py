@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 500  # measurements per request: ~1-2 MB of JSON, ~0.2 MB gzipped
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT = 30.0  # seconds for any one network step (connect at most 10 s)
 BUSY_RETRIES = 5  # 429 answers waited out (Retry-After, at most BUSY_WAIT_MAX each)
 BUSY_WAIT_MAX = 30.0
 
@@ -81,8 +82,14 @@ def upload(
     progress: Callable[[int, int], None] | None = None,
     transport: httpx.BaseTransport | None = None,
     verify: str | bool = True,
+    stopping: threading.Event | None = None,
+    timeout: float = TIMEOUT,
 ) -> UploadResult:
-    """Upload the backlog for ``url``; raises UploadError (one line) when it stops."""
+    """Upload the backlog for ``url``; raises UploadError (one line) when it stops.
+
+    ``stopping`` (set by a daemon shutting down) ends the upload after the
+    batch in flight; the rest stays in the backlog.
+    """
     from storage.outbox import Outbox
 
     base = check_url(url)
@@ -91,7 +98,11 @@ def upload(
         raise UsageError("the upload token is empty")
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "reachprobe-upload"}
     with httpx.Client(
-        base_url=base, headers=headers, timeout=TIMEOUT, transport=transport, verify=verify
+        base_url=base,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        transport=transport,
+        verify=verify,
     ) as client:
         who = _json(_request(client, "GET", protocol.VANTAGE_PATH), base)
         name = who.get("name")
@@ -103,6 +114,8 @@ def upload(
         if progress is not None:
             progress(0, total)
         for batch in outbox.batches(batch_size):
+            if stopping is not None and stopping.is_set():
+                break
             confirmed, new = _send(client, base, batch)
             outbox.confirm(confirmed)
             sent += len(confirmed)

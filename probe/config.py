@@ -90,6 +90,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class UploadConfig:
+    url: str | None = None  # the collector; None: no uploads
+    token: str | None = None  # this vantage's upload token (REACHPROBE_UPLOAD_TOKEN)
+    batch: int = 500  # measurements per request
+
+    def __repr__(self) -> str:  # the token must not end up in a log or traceback
+        return f"UploadConfig(url={self.url!r}, token={'***' if self.token else None}, ...)"
+
+
+@dataclass(frozen=True)
 class Config:
     vantage: VantageConfig
     targets: TargetsConfig = field(default_factory=TargetsConfig)
@@ -97,6 +107,7 @@ class Config:
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
     source: str = "<config>"  # the file it was read from, for messages
 
 
@@ -323,6 +334,11 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
     "metrics": {
         "listen": (_text, "listen"),
     },
+    "upload": {
+        "url": (_text, "url"),
+        "token": (_text, "token"),
+        "batch": (lambda v: _integer(v, minimum=1), "batch"),
+    },
 }
 _SECTIONS: dict[str, type[Any]] = {
     "vantage": VantageConfig,
@@ -331,6 +347,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "checks": ChecksConfig,
     "storage": StorageConfig,
     "metrics": MetricsConfig,
+    "upload": UploadConfig,
 }
 
 
@@ -443,6 +460,19 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
             _split_listen(config.metrics.listen)
         except ValueError as exc:
             raise fail("metrics.listen", str(exc)) from None
+    upload = config.upload
+    if upload.url is not None:
+        if not re.fullmatch(
+            r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d+)?(/\S*)?", upload.url
+        ):
+            raise fail("upload.url", f"expected http(s)://HOST[:PORT], got {upload.url!r}")
+        if upload.token is None:
+            raise fail("upload.token", "required with upload.url (or REACHPROBE_UPLOAD_TOKEN)")
+    if upload.batch > 5000:
+        raise fail("upload.batch", "at most 5000 (the collector's default limit)")
+
+
+_COLLECTOR_URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d+)?(/\S*)?")
 
 
 def _split_listen(text: str) -> tuple[str, int]:
@@ -504,4 +534,6 @@ def describe(config: Config) -> dict[str, Any]:
     for section in _SCHEMA:
         value = getattr(config, section)
         out[section] = {f.name: getattr(value, f.name) for f in fields(value)}
+    if config.upload.token:
+        out["upload"]["token"] = "***"
     return out

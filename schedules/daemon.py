@@ -237,8 +237,21 @@ class Daemon:
                             f"cannot listen for metrics on {config.metrics.listen}: {exc.strerror}"
                         ) from None
                     log.info("metrics on http://%s:%d/metrics", host, listener.port)
+                uploads = None
+                if config.upload.url is not None and config.upload.token is not None:
+                    from schedules.upload import Uploader
+
+                    uploads = Uploader(
+                        store, config.upload.url, config.upload.token, state,
+                        batch_size=config.upload.batch,
+                    )  # fmt: skip
+                    runner.after_check = uploads.kick
+                    log.info("uploading to %s after every check", config.upload.url)
                 try:
+                    uploading = asyncio.create_task(uploads.run(stop)) if uploads else None
                     await self._serve(runner, stop)
+                    if uploading is not None:
+                        await uploading
                 finally:
                     spool.close()
                     if listener is not None:

@@ -57,6 +57,7 @@ class Runner:
     state: st.StateFile
     metrics: Metrics | None = None
     spool: Spool | None = None  # where measurements go while the database refuses them
+    after_check: Callable[[], None] | None = None  # e.g. wake the uploader
     concurrency: int = 2
     stopping: bool = False
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -76,6 +77,8 @@ async def check_job(runner: Runner, domain: str) -> None:
         async with runner.semaphore:
             if not runner.stopping:
                 await _measure(runner, domain)  # records its own interruption
+                if runner.after_check is not None:
+                    runner.after_check()
                 return
     except asyncio.CancelledError:  # cancelled while queued for the semaphore
         pass

@@ -62,6 +62,9 @@ class DaemonState:
     started_at: dt.datetime | None = None
     stopped_at: dt.datetime | None = None  # None while running (or after a crash)
     retention_last_run: dt.datetime | None = None
+    upload_last_attempt: dt.datetime | None = None
+    upload_last_success: dt.datetime | None = None  # the collector confirmed the backlog
+    upload_last_error: str | None = None  # why the last attempt failed (None: it worked)
     targets: dict[str, TargetState] = field(default_factory=dict)
 
 
@@ -127,7 +130,7 @@ def _encode(value: Any) -> Any:
 
 
 _TIMES = {"last_started", "last_finished", "next_run", "started_at", "stopped_at"}
-_TIMES |= {"retention_last_run"}
+_TIMES |= {"retention_last_run", "upload_last_attempt", "upload_last_success"}
 
 
 def _fields(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:

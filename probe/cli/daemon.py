@@ -16,6 +16,8 @@ from probe.errors import UsageError
 
 if TYPE_CHECKING:
     from probe.config import Config
+    from schedules.state import DaemonState
+    from storage.store import Store
 
 DEFAULT_CONFIG = "reachprobe.toml"
 CONFIG_ENV = "REACHPROBE_CONFIG"
@@ -120,6 +122,14 @@ def status(
     elif daemon["stopped_at"]:
         line += f", stopped {daemon['stopped_at']}"
     typer.echo(f"daemon: {line}; state {daemon['state_file']}")
+    upload = report.get("upload")
+    if upload is not None:
+        last = upload["last_success"] or "never"
+        line = f"upload: {upload['backlog']} measurement(s) not yet confirmed by {upload['url']}"
+        line += f"; last successful upload {last}"
+        if upload["last_error"]:
+            line += f"; last attempt failed: {upload['last_error']}"
+        typer.echo(line)
     header = ("TARGET", "LAST MEASUREMENT", "VERDICT", "BLOCKING", "LAST RUN", "NEXT RUN")
     rows = [header]
     for t in report["targets"]:
@@ -175,8 +185,10 @@ def _status(config: Config) -> dict[str, Any]:
                     "next_run": when(t.next_run) if t else None,
                 }
             )
+        upload = _upload_status(config, store, state) if config.upload.url else None
     running = is_running(config)
     return {
+        "upload": upload,
         "daemon": {
             "running": running,
             "pid": state.pid if running else None,
@@ -185,6 +197,22 @@ def _status(config: Config) -> dict[str, Any]:
             "state_file": str(path),
         },
         "targets": targets,
+    }
+
+
+def _upload_status(config: Config, store: Store, state: DaemonState) -> dict[str, Any]:
+    """Backlog from the database; the last success from the daemon, else the database."""
+    from probe.observations import rfc3339
+    from storage.outbox import Outbox
+
+    assert config.upload.url is not None
+    outbox = Outbox(store.database, config.upload.url, vantage=config.vantage.name)
+    last = state.upload_last_success or outbox.last_upload()
+    return {
+        "url": outbox.collector,
+        "backlog": outbox.backlog(),
+        "last_success": rfc3339(last) if last else None,
+        "last_error": state.upload_last_error,
     }
 
 

@@ -193,9 +193,19 @@ def report(
         typer.Option("--output", "-o", help="Also write a self-contained HTML report here."),
     ] = None,
     png: Annotated[Path | None, typer.Option(help="Also write the plot as a PNG here.")] = None,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv",
+            help="Print the vantage comparison as CSV instead (one row per vantage, "
+            "endpoint and day; columns: docs/timeline-and-reports.md).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Summarise measurements per vantage, network and day, against the reported timeline."""
+    """Summarise measurements per vantage, network and day, against the reported timeline;
+    with several vantages, compare them (ISP x endpoint, status over time, flips)."""
+    from storage.report import vantages as comparing
     from storage.report.summary import build_report, checks_from_rows
     from storage.report.text import render_text
     from storage.timeline import ReportedIndex, events_with_builtin
@@ -210,7 +220,13 @@ def report(
     result = build_report(
         checks, events, country=f.country, platform=platform, since=f.since, until=f.until
     )
+    comparison = comparing.compare(checks, result.events)
+    if as_csv:
+        comparing.write_csv(comparison, sys.stdout)
+        return
     typer.echo(_safe_lines(render_text(result)), nl=False)
+    if len(comparison.vantages) > 1:
+        typer.echo("\n" + _safe_lines(comparing.render_text(comparison)), nl=False)
     if output is None and png is None:
         return
     from storage.report.html import render_html

@@ -40,22 +40,30 @@ def upload(
     ],
     db: DbOption = None,
     batch: Annotated[int, typer.Option(min=1, max=5000, help="Measurements per request.")] = 500,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds any one network step may take.")
+    ] = 30.0,
 ) -> None:
     """Upload every measurement the collector has not confirmed (never deletes any)."""
     from collectors.upload import upload as run
     from storage.store import Store
 
     tty = sys.stderr.isatty()
+    shown = False
 
     def progress(done: int, total: int) -> None:
+        nonlocal shown
         if tty and total:
             print(f"\r{done:,}/{total:,} uploaded", end="", file=sys.stderr, flush=True)
+            shown = True
 
     try:
         with Store.open(db) as store:
-            result = run(store, collector, token, batch_size=batch, progress=progress)
+            result = run(
+                store, collector, token, batch_size=batch, progress=progress, timeout=timeout
+            )
     finally:
-        if tty:
+        if shown:
             print(file=sys.stderr)
     note = f"; {result.others} of other vantages not uploaded" if result.others else ""
     typer.echo(

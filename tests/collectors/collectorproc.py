@@ -89,14 +89,17 @@ class CollectorProcess:
 
 
 def probe(
-    *args: str, prefix: Sequence[str] = (), timeout: float = 120
+    *args: str,
+    prefix: Sequence[str] = (),
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m probe ARGS`` in its own process."""
     return subprocess.run(
         [*prefix, sys.executable, "-m", "probe", *args],
         capture_output=True,
         text=True,
-        env=probe_env(),
+        env={**probe_env(), **(env or {})},
         cwd=ROOT,
         timeout=timeout,
     )

@@ -73,10 +73,10 @@ def run_cli(
     import typer
 
     import probe.cli
-    from probe.cli import collector, data, upload
+    from probe.cli import collector, data, timeline, upload
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    for module in (data, collector, upload):
+    for module in (data, collector, upload, timeline):
         module.register(app)
     monkeypatch.setattr(probe.cli, "app", app)
     monkeypatch.setattr(probe.cli, "_register", lambda: None)

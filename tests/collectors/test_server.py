@@ -157,6 +157,31 @@ def test_the_collector_database_is_an_ordinary_reachprobe_database(
     assert status == 0 and {m["vantage"]["asn"] for m in json.loads(out)} == {17557, 24499}
 
 
+def test_report_over_the_collector_compares_the_isps(
+    store: Store,
+    client: TestClient,
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = Registry(store.database)
+    for v, blocked in ((H.PTCL, True), (H.JAZZ, False)):
+        token = registry.add(v)[1]
+        items = H.batch(6, v, blocked=blocked)
+        assert post(client, token, H.jsonl(items)).status_code == 200
+    status, out, _ = H.run_cli(capsys, monkeypatch, "report", "--db", db_url)
+    assert status == 0, out
+    assert "Comparing vantages" in out
+    ptcl = next(line for line in out.splitlines() if line.startswith("AS17557 PTCL  x.com"))
+    jazz = next(line for line in out.splitlines() if line.startswith("AS24499 Jazz  x.com"))
+    assert " 100% " in ptcl and "tls.reset" in ptcl
+    assert " 0% " in jazz and jazz.rstrip().endswith("-")
+    status, out, _ = H.run_cli(capsys, monkeypatch, "report", "--csv", "--db", db_url)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    shares = {(r["network"], r["endpoint"]): r["blocked_share"] for r in rows}
+    assert status == 0 and shares == {("PTCL", "x.com"): "1.0000", ("Jazz", "x.com"): "0.0000"}
+
+
 # ------------------------------------------------------------------ refusals
 
 

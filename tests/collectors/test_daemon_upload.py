@@ -1,0 +1,86 @@
+"""``probe run`` with ``[upload]``: uploads after checks, backs off while the
+collector is away, catches up when it is back, and ``probe status`` says so."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.registry import Registry
+from storage.store import Store
+from tests.collectors.collectorproc import CollectorProcess, probe
+from tests.collectors.test_upload import assert_consistent, count
+from tests.probe.checks.dnsserver import DNSServer, answer, serve_in_thread
+from tests.schedules.daemonproc import DaemonProcess, write_config
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def dns() -> Iterator[DNSServer]:
+    with serve_in_thread({"fast.test": answer("127.0.0.9")}) as server:
+        yield server
+
+
+def test_daemon_uploads_backs_off_and_catches_up(
+    tmp_path: Path, dns: DNSServer, pg_url: str
+) -> None:
+    from storage.records import Vantage
+
+    with Store.open(pg_url) as store:
+        _, token = Registry(store.database).add(Vantage("test-vantage", "PK", 64500))
+    collector = CollectorProcess(pg_url, tmp_path / "collector.log").start()
+    db = tmp_path / "probe.db"
+    config = write_config(
+        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=db, interval="1s",
+        jitter="0.1s", metrics=False,
+    )  # fmt: skip
+    with open(config, "a") as handle:
+        handle.write(f'[upload]\nurl = "{collector.url}"\n')
+    env = {"REACHPROBE_UPLOAD_TOKEN": token}
+    url = f"sqlite:///{db}"
+    try:
+        with DaemonProcess(config, env=env) as daemon:
+            daemon.wait_for(r"uploaded \d+ measurements to http", timeout=30)
+            assert count(pg_url) >= 1
+            collector.kill()  # the collector goes away (a censor blocking it looks the same)
+            failed = daemon.wait_for(
+                r"upload failed: cannot reach collector .* retrying in (\d+) s"
+            )
+            assert 1 <= int(failed.group(1)) <= 10  # the first backoff: 5 s + up to 5 s jitter
+            status = probe("status", "--config", str(config), "--json", env=env)
+            report = json.loads(status.stdout)["upload"]
+            assert report["backlog"] >= 1 and report["last_success"] is not None
+            assert "cannot reach collector" in report["last_error"]
+            text = probe("status", "--config", str(config), env=env).stdout
+            assert re.search(r"upload: \d+ measurement\(s\) not yet confirmed by http", text)
+            collector.start()  # same port
+            daemon.wait_for(r"uploaded \d+ measurements to http", timeout=30, count=2)
+            assert daemon.terminate() == 0
+            log = daemon.log
+        assert "Traceback" not in log and token[5:] not in log
+        # Whatever the last round left goes with one manual upload; then both sides agree.
+        done = probe("upload", "--collector", collector.url, "--token", token, "--db", url)
+        assert done.returncode == 0, done.stderr
+        assert count(url) >= 3
+        assert_consistent(url, pg_url, count(url))
+    finally:
+        collector.stop()
+    assert token[5:] not in collector.output()
+
+
+def test_the_daemons_upload_path_imports_no_web_stack() -> None:
+    code = (
+        "import sys, schedules.daemon, schedules.upload, collectors.upload, storage.outbox;"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not {"starlette", "uvicorn", "anyio"}.intersection(out)
