@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from typing import Any
 
 from storage.records import TimelineEvent
 from storage.report.summary import Check
@@ -12,15 +13,15 @@ from storage.report.vantages import compare, render_text, write_csv
 
 T0 = dt.datetime(2024, 2, 17, 0, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)
-PTCL = {"country": "PK", "asn": 17557, "network": "PTCL"}
-JAZZ = {"country": "PK", "asn": 24499, "network": "Jazz"}
+PTCL: dict[str, Any] = {"country": "PK", "asn": 17557, "network": "PTCL"}
+JAZZ: dict[str, Any] = {"country": "PK", "asn": 24499, "network": "Jazz"}
 
 
-def check(vantage: str, hours: float, verdict: str, domain: str = "x.com", **isp: object) -> Check:
+def check(vantage: str, hours: float, verdict: str, domain: str = "x.com", **isp: Any) -> Check:
     methods = ("tls.reset",) if verdict == "blocked" else ()
     return Check(
         vantage=vantage, at=T0 + hours * H, verdict=verdict, methods=methods,
-        domain=domain, platform="x", **isp,  # type: ignore[arg-type]
+        domain=domain, platform="x", **isp,
     )  # fmt: skip
 
 
