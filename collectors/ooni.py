@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -546,7 +547,7 @@ def convert(
     from probe.classify import classify
     from storage.summary import measurement_row
 
-    wanted = {d.lower().rstrip(".") for d in domains}
+    wanted = {_ascii(d) for d in domains}
     if platforms is None:
         platforms = shipped_platform_domains()
     for where, doc in documents:
@@ -562,17 +563,18 @@ def convert(
             if skipped is not None:
                 skipped.append(where)
             continue
-        domain = (urlsplit(str(doc.get("input") or "")).hostname or "").lower()
-        if wanted and domain not in wanted:
-            if skipped is not None:
-                skipped.append(where)
-            continue
         try:
-            obs = to_observations(doc, platform_of(domain, platforms))
+            obs = to_observations(doc, None)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             if bad is not None:
                 bad.append(f"{where}: {exc}")
             continue
+        asked = _ascii(urlsplit(obs.input).hostname or "")
+        if wanted and not wanted & {asked, obs.domain}:  # the input's host or the site reached
+            if skipped is not None:
+                skipped.append(where)
+            continue
+        obs = dataclasses.replace(obs, platform=platform_of(obs.domain, platforms))
         verdict = classify(obs)
         ident = measurement_id(doc)
         yield StoredMeasurement(

@@ -252,3 +252,21 @@ def test_the_helpers_view_reaches_the_csv_row() -> None:
     none["report_id"] = "other"
     rows = [i.row for i in convert([("a", saw), ("b", failed), ("c", none)], platforms={})]
     assert [r.helper_saw_site for r in rows] == ["true", "false", None]
+
+
+def test_a_redirecting_input_is_filed_under_the_site_it_reaches() -> None:
+    d = doc(
+        queries=[query("bit.ly", BITLY), query("x.com", IP)],
+        tcp_connect=[tcp(BITLY), tcp(IP)],
+        tls_handshakes=[tls(BITLY, "bit.ly"), tls(IP, "x.com")],
+        requests=[
+            request("https://x.com/", code=200, body="<title>X</title>"),
+            request("https://bit.ly/3xyz", code=301, location="https://x.com/"),
+        ],
+    )
+    d["input"] = "https://bit.ly/3xyz"
+    [item] = convert([("a", d)], domains=["x.com"], platforms={"x": ("x.com",)})
+    assert item.row.domain == "x.com" and item.row.platform == "x"
+    assert item.verdict.status is Status.ACCESSIBLE
+    assert len(list(convert([("a", d)], domains=["bit.ly"]))) == 1
+    assert not list(convert([("a", d)], domains=["t.co"]))

@@ -19,6 +19,7 @@ both (``HelperLab.ca_bundle``) for the probe and the helper.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import sys
 from collections.abc import Mapping
@@ -115,7 +116,9 @@ def start(lab: Lab) -> HelperLab:
     lab.processes["helper"] = servers.wait_ready(
         proc, lab.internet, tcp=[f"{helper_address}:{HELPER_PORT}"], timeout=30
     )
-    return HelperLab(lab, helper_address, bundle, own)
+    started = HelperLab(lab, helper_address, bundle, own)
+    atexit.register(started.close)  # like the lab's own namespaces: gone on any exit
+    return started
 
 
 def _attach_own_namespace(lab: Lab, addresses: list[str]) -> str:
