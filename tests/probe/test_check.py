@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import subprocess
 import time
 import tracemalloc
@@ -28,6 +29,7 @@ from probe.targets import Target
 from probe.verdict import Method, Status, Verdict
 from tests.probe.checks.dnsserver import NXDOMAIN, Garbage, answer, injected, serve_in_thread
 from tests.probe.checks.httpserver import HTTPTestServer
+from tests.probe.checks.tlsserver import Behaviour, TLSServer
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="binds ports 443/80 on loopback: run as root (scripts/test)"
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.skipif(
 SITE = "127.0.0.2"  # a good site
 ROGUE = "127.0.0.3"  # presents a certificate from another CA
 TRICKLE, ENDLESS, GARBAGE = "127.0.0.4", "127.0.0.5", "127.0.0.6"
+SLOW_TLS = "127.0.0.7"  # a ServerHello trickled forever; slowloris headers on port 80
+FLOOD = "127.0.0.8"  # HelloRequests as fast as they go; 1xx responses forever on port 80
 NAMES = ("site.test", "control.test", "trickle.test", "endless.test", "garbage.test")
 
 
@@ -69,6 +73,12 @@ def servers(ca: trustme.CA) -> Iterator[None]:
         ]:
             serve(host, 443, root, ca if host != ROGUE else trustme.CA())
             serve(host, 80, "/redirect?to=https://site.test/&status=301", None)
+        for host, tls_behaviour, root in [
+            (SLOW_TLS, Behaviour.TRICKLE, "/slowloris?interval=0.1"),
+            (FLOOD, Behaviour.HELLO_REQUESTS, "/informational?interval=0"),
+        ]:
+            stack.enter_context(TLSServer(tls_behaviour, host=host, port=443))
+            serve(host, 80, root, None)
         yield
 
 
@@ -82,6 +92,8 @@ def resolvers() -> Iterator[tuple[str, str, dict[str, object]]]:
         "trickle.test": answer(TRICKLE),
         "endless.test": answer(ENDLESS),
         "garbage.test": answer(GARBAGE),
+        "slow-tls.test": answer(SLOW_TLS),
+        "flood.test": answer(FLOOD),
     }
     with serve_in_thread(records) as control, serve_in_thread(records) as vantage:
         yield vantage.spec, control.spec, vantage.behaviours  # type: ignore[misc]
@@ -228,6 +240,33 @@ def test_fully_blackholed_domain_verdict_within_deadline(
     assert time.monotonic() - start < 1.5 + 1.0
     assert Failure.TIMEOUT in {q.failure for q in obs.dns if q.origin == "vantage"}
     assert verdict.status is not Status.ACCESSIBLE
+
+
+def loop_cpu() -> float:
+    """CPU seconds of this thread: the event loop's (the servers run in others)."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_hostile_servers_end_within_the_deadline_without_spinning(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    """A trickled ServerHello with slowloris headers, and a HelloRequest flood with
+    endless 1xx responses: each domain's verdict within T + 1 s, and the loop mostly idle."""
+    vantage, control, _ = resolvers
+    cpu = loop_cpu()
+    results = check(["slow-tls.test", "flood.test"], vantage, control, ca_bundle, timeout=3.0)
+    spent = loop_cpu() - cpu
+    for domain, (obs, verdict) in results.items():
+        assert obs.duration_ms <= (3.0 + 1.0) * 1000, (domain, obs.duration_ms)
+        assert verdict.status is not Status.ACCESSIBLE
+    slow = {e.port: e for e in results["slow-tls.test"][0].endpoints}
+    assert slow[443].tls is not None and slow[443].tls.failure is Failure.TIMEOUT
+    assert slow[80].http is not None and slow[80].http.failure is Failure.TIMEOUT
+    flood = {e.port: e for e in results["flood.test"][0].endpoints}
+    assert flood[443].tls is not None and flood[443].tls.failure is Failure.TLS_PROTOCOL_ERROR
+    assert flood[80].http is not None and flood[80].http.failure is Failure.HTTP_PROTOCOL_ERROR
+    assert spent < 3.0 / 2, spent  # was a core spent until the deadline
 
 
 MANY = 200

@@ -202,7 +202,9 @@ class TLSServer:
         app: App = drain,
         authority: CertAuthority | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
+        """``port`` 0 picks a free one (a fixed 443 needs root)."""
         self.behaviour = behaviour
         self.sni_behaviours = dict(sni_behaviours or {})
         self.app = app
@@ -218,7 +220,7 @@ class TLSServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
+        self._listener.bind((host, port))
         self._listener.listen(64)
         self.address = host
         self.port: int = self._listener.getsockname()[1]
