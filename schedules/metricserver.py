@@ -14,6 +14,7 @@ Whatever clients do, the listener holds one thread and at most
 from __future__ import annotations
 
 import contextlib
+import logging
 import selectors
 import socket
 import threading
@@ -21,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger(__name__)
 
 MAX_CLIENTS = 64
 CLIENT_TIMEOUT_S = 10.0
@@ -54,6 +57,13 @@ class MetricsServer:
         self._listener.setblocking(False)
         self.host = host
         self.port: int = self._listener.getsockname()[1]
+        if host in ("", "0.0.0.0", "::"):  # ":PORT" in the config means this
+            log.warning(
+                "metrics listener on port %d of every interface: anyone who can reach this "
+                "machine can read them (give 127.0.0.1:%d for this machine only)",
+                self.port,
+                self.port,
+            )
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._wake_r, self._wake_w = socket.socketpair()

@@ -297,3 +297,14 @@ def test_listener_answers_only_scrapes() -> None:
         listener.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", listener.port), timeout=1)
+
+
+@pytest.mark.parametrize(("host", "warned"), [("", True), ("0.0.0.0", True), ("127.0.0.1", False)])
+def test_listening_on_every_interface_is_said(
+    host: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="schedules.metricserver"):
+        listener = Metrics(Vantage("pi-1")).serve(host, 0)
+        listener.close()
+    said = [r.getMessage() for r in caplog.records if "every interface" in r.getMessage()]
+    assert bool(said) is warned, said
