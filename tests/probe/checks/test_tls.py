@@ -450,3 +450,10 @@ def test_a_handshake_after_the_limit_is_lifted_carries_tls() -> None:
             return data
 
         assert len(run(go())) == HANDSHAKE_LIMIT + 1000
+
+
+def test_a_huge_chain_is_refused_quickly() -> None:
+    with TLSServer(Behaviour.HUGE_CHAIN) as server:
+        _, tls = probe(server, timeout=5.0)
+    assert tls is not None and tls.failure is Failure.TLS_PROTOCOL_ERROR
+    assert tls.elapsed_ms < 5000 / 2

@@ -40,6 +40,7 @@ WRONG_NAME = "wrong-name.test"
 GARBAGE = b"this is not TLS at all\r\n" * 8
 POLL_S = 0.05  # how often blocked server threads look at the stop flag
 TRICKLE_S = 0.1
+HUGE_CHAIN_EXTRA = 400  # ~300 KB of certificates: past OpenSSL's 100 KiB and our 256 KiB
 # TLS 1.2 handshake records: 4096 HelloRequest messages (type 0, length 0) each.
 HELLO_REQUESTS = b"\x16\x03\x03\x40\x00" + b"\x00\x00\x00\x00" * 4096
 # A ServerHello whose handshake header claims 2^24 - 1 bytes, then its body forever.
@@ -61,6 +62,7 @@ class Behaviour(enum.StrEnum):
     HELLO_REQUESTS = "hello_requests"  # answer HelloRequest messages as fast as they go
     ENDLESS_HELLO = "endless_hello"  # a ServerHello announced as 16 MB, sent as fast as it goes
     TRICKLE = "trickle"  # a ServerHello record, one byte per TRICKLE_S, never complete
+    HUGE_CHAIN = "huge_chain"  # the valid leaf, then HUGE_CHAIN_EXTRA more certificates
 
 
 App = Callable[[ssl.SSLSocket, threading.Event], None]
@@ -116,6 +118,18 @@ def server_context(cert: trustme.LeafCert, alpn: tuple[str, ...]) -> ssl.SSLCont
     cert.configure_cert(context)
     if alpn:
         context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def huge_chain_context(leaf: trustme.LeafCert) -> ssl.SSLContext:
+    """A server context presenting ``leaf``'s chain followed by many more certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    extra = untrusted_authority().root.cert_pem.bytes() * HUGE_CHAIN_EXTRA
+    chain = b"".join(p.bytes() for p in leaf.cert_chain_pems) + extra
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pem, leaf.private_key_pem.tempfile() as key:
+        pem.write(chain)
+        pem.flush()
+        context.load_cert_chain(pem.name, key)
     return context
 
 
@@ -213,6 +227,8 @@ class TLSServer:
         self.accepted = 0
         self.certs = self._build_certs(names)  # the leaf each certificate behaviour presents
         self._contexts = {b: server_context(cert, alpn) for b, cert in self.certs.items()}
+        if Behaviour.HUGE_CHAIN in (behaviour, *self.sni_behaviours.values()):
+            self._contexts[Behaviour.HUGE_CHAIN] = huge_chain_context(self.certs[Behaviour.NORMAL])
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
