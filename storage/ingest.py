@@ -29,7 +29,6 @@ from storage.records import StoredMeasurement
 from storage.registry import Registration
 from storage.schema import SchemaError
 from storage.store import measurement_values
-from storage.text import clean_tree
 
 m = measurements.c
 v = vantages.c
@@ -70,10 +69,14 @@ def ingest(
     items: Sequence[StoredMeasurement],
     now: dt.datetime | None = None,
 ) -> IngestResult:
-    """Store ``items`` for ``registration`` in one transaction (see the module docstring)."""
+    """Store ``items`` for ``registration`` in one transaction (see the module docstring).
+
+    ``items`` come from :func:`storage.schema.decode_record`, whose text is
+    already cleaned for storage (so the observation trees are not walked twice).
+    """
     ordered = sorted(items, key=lambda s: s.row.id)
     rows = [prepare(registration, s) for s in ordered]
-    documents = {s.row.id: clean_tree(to_dict(s.observations)) for s in ordered}
+    documents = {s.row.id: to_dict(s.observations) for s in ordered}
     when = now or dt.datetime.now(dt.UTC)
     dialect: Any = sqlite if db.is_sqlite else postgresql
 

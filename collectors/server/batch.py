@@ -12,9 +12,8 @@ import json
 import zlib
 from typing import Any
 
-from storage.jsonl import decode
 from storage.records import StoredMeasurement
-from storage.schema import SchemaError, check_record
+from storage.schema import SchemaError, decode_record
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # before any probe: a clock never set
 FUTURE_SLACK = dt.timedelta(days=1)  # a probe's clock may run ahead a little, not more
@@ -100,8 +99,7 @@ def parse_batch(
 
 def _measurement(data: Any, number: int) -> StoredMeasurement:
     try:
-        check_record(data)
-        return decode(data)
+        return decode_record(data)
     except (SchemaError, ValueError) as exc:
         raise Refused(422, f"line {number}: {exc}") from None
     except (TypeError, AttributeError, KeyError, OverflowError) as exc:
