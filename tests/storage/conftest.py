@@ -8,16 +8,14 @@ except under CI, where a missing backend is a failure.
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.storage.pgcluster import Unavailable, throwaway_cluster
 
 _counter = itertools.count()
 
@@ -35,39 +33,11 @@ def pg_server() -> Iterator[str]:
     if url:
         yield url
         return
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not binaries:
-        _unavailable("no $PROBE_TEST_PG_URL and no /usr/lib/postgresql/*/bin/initdb")
-    if os.geteuid() != 0 or shutil.which("runuser") is None:
-        _unavailable("starting a throwaway cluster needs root (runuser -u postgres)")
-    bindir = Path(binaries[-1]).parent
-    base = Path(tempfile.mkdtemp(prefix="probe-pg-"))
-    shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
     try:
-        as_postgres(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-        options = f"-c listen_addresses='' -c unix_socket_directories={base} -c fsync=off"
-        as_postgres(
-            str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"),
-            "-w", "start",
-        )  # fmt: skip
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        _unavailable(f"throwaway cluster did not start ({exc})")
-    try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={base}"
-    finally:
-        as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        with throwaway_cluster() as started:
+            yield started
+    except Unavailable as exc:
+        _unavailable(str(exc))
 
 
 @pytest.fixture

@@ -1,0 +1,222 @@
+"""Collector benchmark: ingest into PostgreSQL, and a 100,000-measurement backlog upload.
+
+Not a test: run by hand as root (python benchmarks/bench_collector.py) and
+record the figures in docs/benchmarks.md.  Starts a throwaway PostgreSQL
+cluster with fsync on (as deployed), unless $PROBE_TEST_PG_URL names a server.
+
+1. Ingest in-process: what the collector does per request after reading the
+   body (gunzip, parse and strictly validate every line, one transaction with
+   ON CONFLICT), for batches of 100 and of 1,000 measurements.
+2. Ingest over HTTP: ``probe collector serve`` (one uvicorn process) on
+   loopback, batches POSTed gzipped by two client threads.
+3. Backlog: a probe's SQLite database with ``--backlog`` measurements (bulk
+   seeded), sent by ``probe upload`` (a real process) to the served collector.
+
+The CPUs of this VM are shared with other jobs: each figure comes with the
+load average and the CPU seconds it used.  Target: >= 5,000 measurements/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_storage import load, seed  # noqa: E402
+from collectors import protocol  # noqa: E402
+from collectors.server.batch import decompress, parse_batch  # noqa: E402
+from storage.ingest import ingest  # noqa: E402
+from storage.registry import Registry  # noqa: E402
+from storage.store import Store  # noqa: E402
+from tests.collectors import helpers as H  # noqa: E402
+from tests.collectors.collectorproc import CollectorProcess, probe_env  # noqa: E402
+from tests.storage import factories  # noqa: E402
+from tests.storage.pgcluster import throwaway_cluster  # noqa: E402
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    url = os.environ.get("PROBE_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    with throwaway_cluster(fsync=True) as started:
+        yield started
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    import psycopg
+    from sqlalchemy import make_url
+
+    base = make_url(server_url)
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def bodies(count: int, batch: int) -> list[bytes]:
+    """``count`` distinct measurements of PTCL as gzipped JSONL bodies of ``batch``."""
+    items = H.batch(count)
+    out = []
+    for i in range(0, count, batch):
+        out.append(gzip.compress(H.jsonl(items[i : i + batch]), compresslevel=6))
+    return out
+
+
+def timed(fn: Any) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bench_in_process(url: str, count: int, batch: int) -> dict[str, Any]:
+    payloads = bodies(count, batch)
+    with Store.open(url) as store:
+        registration = Registry(store.database).add(H.PTCL)[0]
+
+        def run() -> None:
+            for body in payloads:
+                items = parse_batch(
+                    decompress(body, "gzip", protocol.MAX_BODY), "lahore-ptcl", max_batch=5000
+                )
+                ingest(store.database, registration, items)
+
+        before = load()
+        wall, cpu = timed(run)
+    return _figures(count, batch, wall, cpu, before)
+
+
+def bench_http(url: str, count: int, batch: int, log: Path, clients: int = 2) -> dict[str, Any]:
+    import httpx
+
+    payloads = bodies(count, batch)
+    with Store.open(url) as store:
+        token = Registry(store.database).add(H.PTCL)[1]
+    collector = CollectorProcess(url, log, extra=("--rate", "0")).start()
+    try:
+        chunks = [payloads[i::clients] for i in range(clients)]
+        errors: list[str] = []
+
+        def client(mine: list[bytes]) -> None:
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": protocol.CONTENT_TYPE,
+                "Content-Encoding": "gzip",
+            }
+            with httpx.Client(base_url=collector.url, timeout=120) as http:
+                for body in mine:
+                    answer = http.post(protocol.MEASUREMENTS_PATH, content=body, headers=headers)
+                    if answer.status_code != 200:
+                        errors.append(answer.text)
+
+        def run() -> None:
+            threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        before = load()
+        wall, _ = timed(run)
+        assert not errors, errors[:3]
+        cpu = _cpu_of(collector)
+    finally:
+        collector.stop()
+    return _figures(count, batch, wall, cpu, before) | {"clients": clients}
+
+
+def bench_backlog(url: str, backlog: int, batch: int, workdir: Path) -> dict[str, Any]:
+    probe_db = f"sqlite:///{workdir / 'probe.db'}"
+    with Store.open(probe_db) as store:
+        seed(store, backlog)  # lahore-ptcl, like tests.storage.factories.VANTAGE
+    with Store.open(url) as store:
+        token = Registry(store.database).add(factories.VANTAGE)[1]
+    collector = CollectorProcess(url, workdir / "backlog.log", extra=("--rate", "0")).start()
+    try:
+        argv = [sys.executable, "-m", "probe", "upload", "--collector", collector.url,
+                "--db", probe_db, "--batch", str(batch)]  # fmt: skip
+        env = probe_env() | {"REACHPROBE_UPLOAD_TOKEN": token}
+        before = load()
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - start
+        assert done.returncode == 0, done.stderr
+        cpu = _cpu_of(collector)
+    finally:
+        collector.stop()
+    with Store.open(url) as store:
+        stored = store.count()
+    assert stored == backlog, (stored, backlog)
+    return _figures(backlog, batch, wall, cpu, before) | {"output": done.stdout.strip()}
+
+
+def _cpu_of(collector: CollectorProcess) -> float:
+    assert collector.proc is not None
+    fields = Path(f"/proc/{collector.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime of the server
+
+
+def _figures(count: int, batch: int, wall: float, cpu: float, before: float) -> dict[str, Any]:
+    return {
+        "measurements": count,
+        "batch": batch,
+        "seconds": round(wall, 2),
+        "per_second": round(count / wall),
+        "collector_cpu_seconds": round(cpu, 2),
+        "per_cpu_second": round(count / cpu) if cpu else None,
+        "load_before": before,
+        "load_after": load(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000, help="measurements per ingest run")
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results-collector.json"))
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with server() as pg, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for batch in (100, 1000):
+            url = fresh_database(pg, f"bench_inproc_{batch}")
+            figures = bench_in_process(url, args.count, batch)
+            results[f"in_process_batch_{batch}"] = figures
+            print(f"in-process, batches of {batch}: {figures}", flush=True)
+        for batch in (100, 1000):
+            url = fresh_database(pg, f"bench_http_{batch}")
+            figures = bench_http(url, args.count, batch, workdir / f"http-{batch}.log")
+            results[f"http_batch_{batch}"] = figures
+            print(f"HTTP, batches of {batch}: {figures}", flush=True)
+        url = fresh_database(pg, "bench_backlog")
+        figures = bench_backlog(url, args.backlog, 500, workdir)
+        results["backlog"] = figures
+        print(f"backlog: {figures}", flush=True)
+    Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
