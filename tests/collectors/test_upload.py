@@ -225,3 +225,27 @@ def test_database_restarted_under_the_collector(
     assert done.returncode == 0, done.stderr + collector.output()[-2000:]
     assert_consistent(url, collector_db, 300)
     assert "Traceback" not in collector.output()
+
+
+def test_two_collector_processes_on_one_database_store_a_batch_once(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """Behind a load balancer: the same backlog through two processes at once."""
+    other = CollectorProcess(collector_db, tmp_path / "other.log").start()
+    try:
+        n = 400
+        url = probe_db(tmp_path, n)
+        runs = [
+            spawn("upload", "--collector", c.url, "--token", token, "--db", url, "--batch", "50")
+            for c in (collector, other)
+        ]
+        for proc in runs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    finally:
+        other.stop()
+    held = ids(collector_db)
+    assert len(held) == len(set(held)) == n and count(collector_db, "observations") == n
+    # Each process confirmed every measurement under its own URL.
+    assert count(url, "uploads") == 2 * n
+    assert token[5:] not in other.output()
