@@ -249,3 +249,34 @@ def test_two_collector_processes_on_one_database_store_a_batch_once(
     # Each process confirmed every measurement under its own URL.
     assert count(url, "uploads") == 2 * n
     assert token[5:] not in other.output()
+
+
+def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
+    tmp_path: Path, token: str, collector_db: str
+) -> None:
+    import httpx
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, bundle = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    ca.cert_pem.write_to_path(str(bundle))
+    served = CollectorProcess(
+        collector_db, tmp_path / "tls.log", extra=("--tls-cert", str(chain), "--tls-key", str(key))
+    ).start()
+    try:
+        assert served.url.startswith("https://127.0.0.1:")
+        answer = httpx.get(
+            served.url + "/api/v1/vantage",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=str(bundle),
+        )
+        assert answer.status_code == 200 and answer.json()["name"] == "lahore-ptcl"
+    finally:
+        served.stop()
+    bad = probe("collector", "serve", "--db", collector_db, "--tls-cert", str(chain),
+                "--tls-key", str(chain))  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("probe: cannot load TLS certificate")
+    assert len(bad.stderr.strip().splitlines()) == 1
