@@ -100,6 +100,16 @@ class UploadConfig:
 
 
 @dataclass(frozen=True)
+class TraceConfig:
+    """``probe trace`` run by the daemon when a check finds a target blocked."""
+
+    when_blocked: bool = False  # needs raw sockets (root or CAP_NET_RAW) and scapy
+    min_interval_s: float = 24 * 3600  # at most one trace per target this often
+    max_ttl: int = 30
+    wait_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class Config:
     vantage: VantageConfig
     targets: TargetsConfig = field(default_factory=TargetsConfig)
@@ -108,6 +118,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    trace: TraceConfig = field(default_factory=TraceConfig)
     source: str = "<config>"  # the file it was read from, for messages
 
 
@@ -239,6 +250,14 @@ def _integer(value: Any, *, minimum: int = 0) -> int:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")  # from the environment
+    raise ValueError(f"expected true or false, got {_kind(value)}")
+
+
 def _asn(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().upper().startswith("AS"):
         value = value.strip()[2:]
@@ -339,6 +358,12 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
         "token": (_text, "token"),
         "batch": (lambda v: _integer(v, minimum=1), "batch"),
     },
+    "trace": {
+        "when_blocked": (_boolean, "when_blocked"),
+        "min_interval": (parse_duration, "min_interval_s"),
+        "max_ttl": (lambda v: _integer(v, minimum=1), "max_ttl"),
+        "wait": (parse_duration, "wait_s"),
+    },
 }
 _SECTIONS: dict[str, type[Any]] = {
     "vantage": VantageConfig,
@@ -348,6 +373,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageConfig,
     "metrics": MetricsConfig,
     "upload": UploadConfig,
+    "trace": TraceConfig,
 }
 
 
@@ -470,6 +496,10 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
             raise fail("upload.token", "required with upload.url (or REACHPROBE_UPLOAD_TOKEN)")
     if upload.batch > 5000:
         raise fail("upload.batch", "at most 5000 (the collector's default limit)")
+    if config.trace.max_ttl > 64:
+        raise fail("trace.max_ttl", "must be at most 64")
+    if not 0 < config.trace.wait_s <= 30:
+        raise fail("trace.wait", "must be between 0 and 30 seconds")
 
 
 _COLLECTOR_URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d+)?(/\S*)?")

@@ -199,6 +199,7 @@ class Daemon:
         from probe.check import plan
         from probe.config import check_options, resolve_targets, vantage_of
         from schedules.metrics import Metrics
+        from schedules.tracing import tracer_for
         from storage.store import Store
 
         config = self.config
@@ -226,6 +227,7 @@ class Daemon:
                     metrics=metrics,
                     spool=spool,
                     concurrency=config.checks.concurrency,
+                    tracer=tracer_for(config),
                 )
                 listener = None
                 if config.metrics.address is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from probe.errors import ProbeError, StorageError
 from probe.observations import rfc3339
+from probe.verdict import Status
 from schedules import state as st
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from probe.verdict import Verdict
     from schedules.metrics import Metrics
     from schedules.spool import Spool
+    from schedules.tracing import Tracer
     from storage.records import Vantage
     from storage.store import Store
 
@@ -58,6 +60,7 @@ class Runner:
     metrics: Metrics | None = None
     spool: Spool | None = None  # where measurements go while the database refuses them
     after_check: Callable[[], None] | None = None  # e.g. wake the uploader
+    tracer: Tracer | None = None  # traces a target its check found blocked ([trace])
     concurrency: int = 2
     stopping: bool = False
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -135,6 +138,7 @@ async def _measure(runner: Runner, domain: str) -> None:
     runner.state.update_target(domain, last_started=started)
     log.debug("%s: check started", domain)
     saved = 0
+    blocked: str | None = None  # the stored measurement that found the target blocked
     try:
         async for obs, verdict in check_targets([target], runner.options):
             try:
@@ -166,6 +170,8 @@ async def _measure(runner: Runner, domain: str) -> None:
             )
             if runner.metrics is not None:
                 _observe(runner.metrics, obs, verdict)
+            if verdict.status == Status.BLOCKED:
+                blocked = measurement
     except asyncio.CancelledError:
         log.warning(
             "%s: check started %s interrupted by shutdown; nothing stored, due again at start",
@@ -195,6 +201,13 @@ async def _measure(runner: Runner, domain: str) -> None:
         return
     if saved == 0:
         _failed(runner, domain, "internal", "the check yielded no measurement")
+    if blocked is not None and runner.tracer is not None:
+        try:
+            await runner.tracer.after_blocked(
+                runner.store, runner.vantage, domain, blocked, runner.clock()
+            )
+        except asyncio.CancelledError:  # shutdown: the measurement is stored already
+            log.info("%s: trace interrupted by shutdown", domain)
 
 
 def _observe(metrics: Metrics, obs: DomainObservations, verdict: Verdict) -> None:

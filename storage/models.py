@@ -207,8 +207,32 @@ class TimelineEventModel(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class TraceModel(Base):
+    """One ``probe trace`` (probe.trace.observations.TraceObservation as a JSON document)
+    and where its decision put the censor (re-written by ``probe traces --relocate``)."""
+
+    __tablename__ = "traces"
+    __table_args__ = (Index("ix_traces_domain_started_at", "domain", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID, canonical text
+    vantage_id: Mapped[int] = mapped_column(ForeignKey("vantages.id"))
+    measurement_id: Mapped[str | None] = mapped_column(
+        ForeignKey("measurements.id", ondelete="SET NULL"), index=True
+    )  # the check that found the target blocked, when one did
+    domain: Mapped[str] = mapped_column(String(253))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    interference: Mapped[str | None] = mapped_column(String(32))
+    censor_hop: Mapped[int | None] = mapped_column(Integer)
+    censor_address: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+
+
 vantages = cast(Table, VantageModel.__table__)
 measurements = cast(Table, MeasurementModel.__table__)
 observations = cast(Table, ObservationsModel.__table__)
 timeline_events = cast(Table, TimelineEventModel.__table__)
 uploads = cast(Table, UploadModel.__table__)
+traces = cast(Table, TraceModel.__table__)

@@ -224,6 +224,10 @@ class Store:
         conn.execute(insert(observations).values(measurement_id=row.id, data=data))
         return 1
 
+    def vantage_id(self, conn: Connection, vantage: Vantage) -> int:
+        """The id of this vantage, created on first use (for sibling tables: traces)."""
+        return self._vantage_id(conn, vantage)
+
     def _vantage_id(self, conn: Connection, vantage: Vantage) -> int:
         """The id of this exact vantage description, created on first use."""
         key = vantage_key(vantage)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import typer
 
-from probe.errors import ExitStatus, UsageError
+from probe.errors import ExitStatus, StorageError, UsageError
+
+if TYPE_CHECKING:
+    from probe.trace.locate import Location
+    from probe.trace.observations import TraceObservation
+    from storage.records import Vantage
+    from storage.traces import TraceSummary
 
 
 def register(app: typer.Typer) -> None:
     app.command(name="trace", no_args_is_help=True)(trace)
+    app.command(name="traces")(traces)
 
 
 def trace(
@@ -33,16 +43,32 @@ def trace(
         1.0, "--wait", metavar="SECONDS", help="How long each probe waits for an answer."
     ),
     as_json: bool = typer.Option(False, "--json", help="One probe.trace/1 JSON object."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not store the trace."),
+    db: str | None = typer.Option(
+        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
+    ),
+    vantage: str | None = typer.Option(
+        None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
+    ),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="REACHPROBE_CONFIG",
+        metavar="FILE",
+        help="Daemon config: stores with its vantage and database.",
+    ),
 ) -> None:
     """Find the hop where DOMAIN is interfered with, and whether its resets are forged.
 
     Needs raw sockets (root or CAP_NET_RAW). Exit status: 0 no interference,
-    1 interference found, 2 bad usage or input, 77 no raw sockets.
+    1 interference found, 2 bad usage or input, 4 printed but not stored,
+    77 no raw sockets or no scapy.
     """
-    import json
-
     from probe.checks.dns import parse_resolver, system_resolver
+    from probe.cli.check import _vantage as vantage_and_db
     from probe.targets import normalize_domain
+    from probe.terminal import json_text, printable_lines
     from probe.trace.locate import locate
     from probe.trace.render import text, to_json
     from probe.trace.run import TraceOptions
@@ -62,6 +88,7 @@ def trace(
         raise UsageError(
             "probe trace sends its DNS probes over plain IPv4 DNS: pass --resolver IP[:PORT]"
         )
+    point, url = (None, None) if no_store else vantage_and_db(config, vantage, db)
     options = TraceOptions(
         resolver=(dns_server.host, dns_server.port),
         control_name=control,
@@ -72,9 +99,11 @@ def trace(
     observation = run_trace(name, options)
     location = locate(observation)
     if as_json:
-        print(json.dumps(to_json(observation, location)), flush=True)
+        print(json_text(to_json(observation, location)), flush=True)
     else:
-        print(text(observation, location), flush=True)
+        print(printable_lines(text(observation, location)), flush=True)
+    if point is not None:
+        _store(observation, location, point, url)
     if location.interference is not None:
         raise typer.Exit(int(ExitStatus.BLOCKED))
 
@@ -85,3 +114,72 @@ def _readable(path: str) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"--ca-bundle {path}: cannot read: {exc.strerror}") from None
+
+
+def _store(
+    observation: TraceObservation, location: Location, point: Vantage, url: str | None
+) -> None:
+    """Keep the trace; a database error after printing is exit 4, as for probe check."""
+    from storage import Store
+    from storage.traces import save_trace
+
+    try:
+        with Store.open(url) as store:
+            save_trace(store, observation, summary(location), point)
+    except StorageError as exc:
+        raise StorageError(f"trace printed but NOT stored: {exc}") from None
+
+
+def summary(location: Location) -> TraceSummary:
+    from storage.traces import TraceSummary
+
+    return TraceSummary(
+        location.interference, location.censor_hop, location.censor_address, location.evidence
+    )
+
+
+def traces(
+    domain: str | None = typer.Option(None, "--domain", help="Only this domain."),
+    jsonl: bool = typer.Option(
+        False, "--jsonl", help="Export every stored trace losslessly, one JSON object a line."
+    ),
+    relocate: bool = typer.Option(
+        False, "--relocate", help="Locate the censor again in every stored trace (this release)."
+    ),
+    db: str | None = typer.Option(
+        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
+    ),
+) -> None:
+    """List stored traces, export them (--jsonl), or re-run the decision (--relocate)."""
+    from probe.observations import rfc3339, to_dict
+    from probe.terminal import json_text, printable
+    from probe.trace.locate import locate
+    from storage import Store
+    from storage.traces import iter_traces
+    from storage.traces import relocate as relocate_all
+
+    with Store.open(db) as store:
+        if relocate:
+            read, changed = relocate_all(store, lambda obs: summary(locate(obs)))
+            typer.echo(f"examined {read} traces; {changed} locations changed")
+            return
+        for item in iter_traces(store, domain):
+            if jsonl:
+                line = {
+                    "schema": "probe.trace.stored/1",
+                    "id": item.id,
+                    "vantage": item.vantage,
+                    "measurement_id": item.measurement_id,
+                    **dataclasses.asdict(item.summary),
+                    "observation": to_dict(item.observation),
+                }
+                print(json_text(line))
+                continue
+            s = item.summary
+            hop = "-" if s.censor_hop is None else f"hop {s.censor_hop} {s.censor_address or '*'}"
+            print(
+                printable(
+                    f"{item.id[:8]}  {rfc3339(item.observation.started_at)}  {item.vantage}  "
+                    f"{item.observation.domain}  {s.interference or 'no interference'}  {hop}"
+                )
+            )

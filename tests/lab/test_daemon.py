@@ -98,3 +98,45 @@ def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> Non
     assert len(blocked_rows) >= 2
     assert all("tls.reset" in blocking.split(";") for _, blocking, _ in blocked_rows)
     assert {trigger for _, _, trigger in blocked_rows} == {"sni"}
+
+
+def test_daemon_traces_a_blocked_target_once_per_interval(clean_lab: Lab, tmp_path: Path) -> None:
+    """``[trace] when_blocked``: the first blocked check is traced (linked to its
+    measurement), later blocked checks within ``min_interval`` are not."""
+    lab = clean_lab
+    tmp_path.chmod(0o755)
+    db = tmp_path / "probe.db"
+    config = write_config(
+        tmp_path / "c.toml",
+        resolver=lab.net.isp_resolver,
+        control_resolvers=[lab.net.internet_resolver],
+        control_domains=["control.lab", "example.com"],
+        control_sni="control.lab",
+        ca_bundle=str(lab.ca_pem),
+        domains=["x.com"],
+        db=db,
+        interval="2s",
+        jitter="0.3s",
+        timeout="4s",
+        grace="6s",
+        metrics=False,
+    )
+    with config.open("a") as out:
+        out.write('[trace]\nwhen_blocked = true\nmin_interval = "1h"\nmax_ttl = 8\nwait = "0.5s"\n')
+    SCENARIOS["sni_reset"].apply(lab)
+    prefix = ("ip", "netns", "exec", lab.vantage)
+    with DaemonProcess(config, prefix=prefix) as daemon:
+        daemon.wait_for(r"x\.com: traced \(trace ", timeout=60)
+        blocked_before = sum("x.com: blocked" in line for line in daemon.lines)
+        daemon.wait_for(r"x\.com: blocked \(", timeout=30, count=blocked_before + 2)
+        assert daemon.terminate() == 0
+        log = daemon.log
+    assert "Traceback" not in log, log
+    with sqlite3.connect(db) as conn:
+        traces = conn.execute(
+            "SELECT t.censor_hop, t.censor_address, t.interference, m.status "
+            "FROM traces t JOIN measurements m ON m.id = t.measurement_id"
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM traces").fetchone()[0]
+    assert total == 1, log  # once, though the target stayed blocked
+    assert traces == [(2, lab.net.isp_lan, "tls.reset", "blocked")], log

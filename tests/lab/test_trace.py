@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def trace_argv(lab: Lab, *extra: str, domain: str = TARGET) -> list[str]:
         "--wait", f"{WAIT:g}",
         "--max-ttl", "8",
         "--json",
-        *extra,
+        *(extra or ("--no-store",)),
     ]  # fmt: skip
 
 
@@ -114,6 +115,32 @@ def test_a_reassembling_censor_is_told_from_a_per_packet_one(clean_lab: Lab) -> 
     assert result["split"] == {
         "segments": "blocked", "records": "blocked", "reassembles": True
     }, context  # fmt: skip
+
+
+def test_trace_is_stored_exported_and_relocated(clean_lab: Lab, tmp_path: Path) -> None:
+    """Stored like a check: one row per trace, exported whole, re-located alike."""
+    import sys
+
+    db = str(tmp_path / "probe.db")
+    with applied(clean_lab, "sni_reset"):
+        status, printed, context = run_trace(clean_lab, "--db", db, "--vantage", "lab")
+    assert status == 1, context
+
+    def probe(*args: str) -> str:
+        argv = [sys.executable, "-m", "probe", "traces", "--db", db, *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+        return proc.stdout
+
+    lines = [json.loads(line) for line in probe("--jsonl").splitlines()]
+    assert len(lines) == 1, lines  # stored once
+    stored = lines[0]
+    assert stored["schema"] == "probe.trace.stored/1" and stored["vantage"] == "lab"
+    assert (stored["interference"], stored["censor_hop"]) == ("tls.reset", CENSOR_HOP)
+    assert stored["censor_address"] == printed["censor_address"]
+    assert stored["observation"]["domain"] == TARGET
+    assert len(stored["observation"]["path"]) == len(printed["hops"])
+    assert probe("--relocate").strip() == "examined 1 traces; 0 locations changed"
+    assert "tls.reset" in probe() and f"hop {CENSOR_HOP}" in probe()
 
 
 def test_clean_lab_reports_nothing(clean_lab: Lab) -> None:
