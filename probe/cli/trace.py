@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from probe.cli.data import DbOption
 from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ def trace(
     ),
     as_json: bool = typer.Option(False, "--json", help="One probe.trace/1 JSON object."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the trace."),
-    db: str | None = typer.Option(
-        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
-    ),
+    db: DbOption = None,
     vantage: str | None = typer.Option(
         None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
     ),
@@ -146,9 +145,7 @@ def traces(
     relocate: bool = typer.Option(
         False, "--relocate", help="Locate the censor again in every stored trace (this release)."
     ),
-    db: str | None = typer.Option(
-        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
-    ),
+    db: DbOption = None,
 ) -> None:
     """List stored traces, export them (--jsonl), or re-run the decision (--relocate)."""
     from probe.observations import rfc3339, to_dict

@@ -45,11 +45,9 @@ def _phases(rows: list[tuple[str, str, str | None]]) -> list[str]:
     return out
 
 
-def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> None:
-    lab = clean_lab
-    tmp_path.chmod(0o755)
-    db = tmp_path / "probe.db"
-    config = write_config(
+def _lab_config(lab: Lab, tmp_path: Path, db: Path, metrics: bool = True) -> Path:
+    """A daemon config measuring x.com through the lab, every 2 s."""
+    return write_config(
         tmp_path / "c.toml",
         resolver=lab.net.isp_resolver,
         control_resolvers=[lab.net.internet_resolver],
@@ -62,7 +60,15 @@ def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> Non
         jitter="0.3s",
         timeout="4s",
         grace="6s",
+        metrics=metrics,
     )
+
+
+def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> None:
+    lab = clean_lab
+    tmp_path.chmod(0o755)
+    db = tmp_path / "probe.db"
+    config = _lab_config(lab, tmp_path, db)
     prefix = ("ip", "netns", "exec", lab.vantage)
     with DaemonProcess(config, prefix=prefix) as daemon:
         port = daemon.metrics_port()
@@ -106,21 +112,7 @@ def test_daemon_traces_a_blocked_target_once_per_interval(clean_lab: Lab, tmp_pa
     lab = clean_lab
     tmp_path.chmod(0o755)
     db = tmp_path / "probe.db"
-    config = write_config(
-        tmp_path / "c.toml",
-        resolver=lab.net.isp_resolver,
-        control_resolvers=[lab.net.internet_resolver],
-        control_domains=["control.lab", "example.com"],
-        control_sni="control.lab",
-        ca_bundle=str(lab.ca_pem),
-        domains=["x.com"],
-        db=db,
-        interval="2s",
-        jitter="0.3s",
-        timeout="4s",
-        grace="6s",
-        metrics=False,
-    )
+    config = _lab_config(lab, tmp_path, db, metrics=False)
     with config.open("a") as out:
         out.write('[trace]\nwhen_blocked = true\nmin_interval = "1h"\nmax_ttl = 8\nwait = "0.5s"\n')
     SCENARIOS["sni_reset"].apply(lab)
