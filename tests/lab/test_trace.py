@@ -169,6 +169,34 @@ def server_resets(clean_lab: Lab) -> Iterator[Lab]:
         ns_run(clean_lab.internet, "iptables", "-w", "-D", *rule)
 
 
+@pytest.fixture
+def transit_resets(clean_lab: Lab) -> Iterator[Lab]:
+    """A censor in the transit router (hop 3), right before the servers (hop 4)."""
+    rule = [
+        "FORWARD", "-i", "to-isp", "-p", "tcp", "--dport", "443", "-m", "string", "--algo", "bm",
+        "--hex-string", f"|00{len(TARGET):04x}|{TARGET}",
+        "-j", "REJECT", "--reject-with", "tcp-reset",
+    ]  # fmt: skip
+    ns_run(clean_lab.transit, "iptables", "-w", "-I", *rule)
+    try:
+        yield clean_lab
+    finally:
+        ns_run(clean_lab.transit, "iptables", "-w", "-D", *rule)
+
+
+def test_reset_ttl_locates_a_censor_right_before_the_server(transit_resets: Lab) -> None:
+    """The first triggering TTL is the server's own hop, where TTLs alone cannot tell the
+    server from a box before it; the reset's IP TTL (62: hop 3, the SYN-ACK's 61: hop 4)
+    names the box."""
+    status, result, context = run_trace(transit_resets)
+    assert status == 1 and result["interference"] == "tls.reset", context
+    assert result["trigger_ttl"] == SERVER_HOP == result["server_hop"], context
+    fp = result["fingerprints"]
+    assert fp["injected"] is True and fp["suspect"]["hop"] == SERVER_HOP - 1, context
+    assert result["censor_hop"] == SERVER_HOP - 1, context
+    assert result["censor_address"] == transit_resets.net.transit_lan, context
+
+
 def test_genuine_reset_is_told_from_an_injected_one(server_resets: Lab) -> None:
     """Same method as sni_reset seen from the vantage, but the reset comes from the
     server's distance: genuine, so no censor hop is named."""
