@@ -116,7 +116,9 @@ class _DNSResult:
     bad: frozenset[str]  # addresses only from answers judged illegitimate
     vantage_legit: frozenset[str]  # legitimate addresses the vantage resolver gave
     down: bool  # the control resolver fails the same way: the domain is broken
-    notes: tuple[str, ...]
+    notes: tuple[str, ...]  # side details: never decide the verdict
+    doubts: tuple[str, ...] = ()  # failures no control explains: reasons only for down/inconclusive
+    unresolved: bool = False  # the vantage resolver (working for others) gave no address
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,8 @@ def _dns_layer(
     # loss, an AAAA-filtering resolver or a resolver bug: censors fail every type.
     resolved_legit = bool(vantage_legit)
     resolver_broken = _vantage_resolver_broken(obs)
-    down = False
+    control_resolved = any(q.addresses for q in control)
+    doubts: list[str] = []
     for q in failed:
         twins = [c for c in control if c.qtype == q.qtype]
         assert q.failure is not None
@@ -297,21 +300,30 @@ def _dns_layer(
                     "counted as blocking."
                 )
             else:
-                notes.append(f"{q.resolver} failed for {q.qtype} {q.qname}: {q.failure}.")
+                # not a method: only a reason when the vantage resolved nothing at all
+                odd = f"{q.resolver} failed for {q.qtype} {q.qname}: {q.failure}."
+                (notes if resolved_any else doubts).append(odd)
         elif (
             q.failure is Failure.DNS_NO_ANSWER
             and resolved_any
             and all(c.failure is Failure.DNS_NO_ANSWER for c in twins)
         ):
             continue  # no record of this type anywhere (e.g. no IPv6): nothing to say
-        elif any(c.replies and c.failure in _RCODE_FAILURES for c in twins):
-            down = down or not resolved_any
+        elif control_resolved:
+            # The control resolved the name with another type: the domain's DNS
+            # works, this type just has no record there either (e.g. no AAAA).
             notes.append(
+                f"{q.resolver} gave {q.failure} for {q.qtype} {q.qname}; the control "
+                f"resolver has no {q.qtype} record either ({_first_failure(twins)}), so this "
+                "record type does not count."
+            )
+        elif any(c.replies and c.failure in _RCODE_FAILURES for c in twins):
+            doubts.append(
                 f"{q.resolver} gave {q.failure} for {q.qtype} {q.qname} and the control "
                 f"resolver also failed ({_first_failure(twins)}): the domain's DNS is broken."
             )
         else:
-            notes.append(
+            doubts.append(
                 f"{q.resolver} gave {q.failure} for {q.qtype} {q.qname} and no control "
                 "resolver answered, so DNS blocking cannot be told from a DNS outage."
             )
@@ -320,9 +332,22 @@ def _dns_layer(
         legit=frozenset(legit),
         bad=frozenset(bad - legit),
         vantage_legit=frozenset(vantage_legit),
-        down=down,
+        down=not resolved_any and _control_says_broken(control),
+        unresolved=bool(vantage) and not resolved_any and not resolver_broken,
         notes=tuple(notes),
+        doubts=tuple(doubts),
     )
+
+
+def _control_says_broken(control: Sequence[DNSQuery]) -> bool:
+    """The domain's own DNS is broken: the control resolver gave no address for
+    any type and answered the type that matters (A; any type when A was not
+    asked) with an error code.  A timeout or a missing AAAA never decides it,
+    so the same observations always give the same verdict."""
+    if not control or any(q.addresses for q in control):
+        return False
+    asked_a = [q for q in control if q.qtype == "A"]
+    return any(q.replies and q.failure in _RCODE_FAILURES for q in asked_a or control)
 
 
 def _judge_answer(
@@ -818,7 +843,12 @@ def _combine(
     extra: Sequence[Finding],
     notes: Sequence[str],
 ) -> Verdict:
-    """Verdict precedence: offline > blocked > down > accessible > inconclusive."""
+    """Verdict precedence: offline > blocked > down > accessible > inconclusive.
+
+    Reasons are the evidence for the verdict; notes are side details that did
+    not decide it (partial failures, a record type nobody has, an unverified
+    answer) and are never worded as evidence.
+    """
     findings = list(dns.findings) + _path_findings(https) + _path_findings(plain) + list(extra)
     # A blockpage is evidence wherever it is seen, even next to a working address.
     findings += [
@@ -827,30 +857,48 @@ def _combine(
         if o.finding is not None and _is_blockpage(o) and o.finding not in findings
     ]
     https_works = any(o.kind == "ok" for o in _users_view(https))
-    reasons = [f.reason for f in findings] + _partial(https) + _partial(plain) + list(notes)
+    evidence = [f.reason for f in findings]
+    side = (*_partial(https), *_partial(plain), *notes)
     controls_down = bool(obs.controls) and not any(c.reachable for c in obs.controls)
     details = [o.note for o in (*https, *plain)]
 
     if controls_down and not https_works and not any(f.fingerprint for f in findings):
         names = ", ".join(dict.fromkeys(c.domain for c in obs.controls))
         lead = f"No control site ({names}) is reachable either: this vantage is offline."
-        return Verdict(Status.OFFLINE, reasons=(lead, *reasons), https_ok=False if https else None)
+        return Verdict(
+            Status.OFFLINE,
+            reasons=(lead, *evidence),
+            https_ok=False if https else None,
+            notes=(*side, *dns.doubts),
+        )
     if findings:
-        return _blocked(findings, reasons, https, dns)
+        return _blocked(findings, evidence, https, dns, (*side, *dns.doubts))
     https_ok = https_works if https else None
     if dns.down:
-        return Verdict(Status.DOWN, reasons=tuple(reasons), https_ok=https_ok)
+        lead = "The control resolver cannot resolve the domain either: its DNS is broken."
+        reasons = dns.doubts or (lead,)
+        return Verdict(Status.DOWN, reasons=reasons, https_ok=https_ok, notes=side)
+    if https_works and dns.unresolved:
+        lead = (
+            "The site works at the control resolver's addresses, but this network's resolver "
+            "gave no address for it, in a way no known blocking method names."
+        )
+        return Verdict(Status.INCONCLUSIVE, reasons=(lead, *dns.doubts), https_ok=False, notes=side)
     if https_works:
         best = next(o for o in https if o.kind == "ok")
         lead = f"{best.note[:-1]} with a valid certificate."
-        return Verdict(Status.ACCESSIBLE, reasons=(lead, *reasons), https_ok=True)
-    own = _own_failure(https, plain)
+        return Verdict(
+            Status.ACCESSIBLE, reasons=(lead,), https_ok=True, notes=(*side, *dns.doubts)
+        )
+    own = _own_failure(https, plain, (*side, *dns.doubts))
     if own is not None:
         return own
     errors_only = all(o.kind == "server_error" for o in (*https, *plain))
     if https and errors_only:
         lead = "The site answers only with server errors (5xx) over HTTPS and HTTP."
-        return Verdict(Status.DOWN, reasons=(lead, *details, *notes), https_ok=False)
+        return Verdict(
+            Status.DOWN, reasons=(lead, *details), https_ok=False, notes=(*notes, *dns.doubts)
+        )
     nothing = not any(q.replies for q in obs.dns) and not any(
         e.tcp is not None and e.tcp.ok for e in obs.endpoints
     )
@@ -859,10 +907,17 @@ def _combine(
         if nothing and not obs.controls
         else "The observations do not support a verdict."
     )
-    return Verdict(Status.INCONCLUSIVE, reasons=(lead, *details, *notes), https_ok=https_ok)
+    return Verdict(
+        Status.INCONCLUSIVE,
+        reasons=(lead, *dns.doubts, *details),
+        https_ok=https_ok,
+        notes=tuple(notes),
+    )
 
 
-def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdict | None:
+def _own_failure(
+    https: Sequence[_Outcome], plain: Sequence[_Outcome], notes: Sequence[str]
+) -> Verdict | None:
     """The verdict when HTTPS fails only the way it fails from the control helper too.
 
     Then the failure is the site's: ``down``, unless plaintext HTTP serves a
@@ -882,9 +937,12 @@ def _own_failure(https: Sequence[_Outcome], plain: Sequence[_Outcome]) -> Verdic
     )
     if page is not None:
         lead = f"{page.note[:-1]}; HTTPS fails from the control helper too (the site's own)."
-        return Verdict(Status.ACCESSIBLE, reasons=(lead, *details), https_ok=False)
+        return Verdict(
+            Status.ACCESSIBLE, reasons=(lead, *details), https_ok=False, notes=tuple(notes)
+        )
     lead = "The control helper outside this network meets the same failures: the site is down."
-    return Verdict(Status.DOWN, reasons=(lead, *details), https_ok=False if https else None)
+    https_ok = False if https else None
+    return Verdict(Status.DOWN, reasons=(lead, *details), https_ok=https_ok, notes=tuple(notes))
 
 
 def _users_view(outcomes: Sequence[_Outcome]) -> Sequence[_Outcome]:
@@ -929,6 +987,7 @@ def _blocked(
     reasons: Sequence[str],
     https: Sequence[_Outcome],
     dns: _DNSResult,
+    notes: Sequence[str],
 ) -> Verdict:
     methods = sorted({f.method for f in findings}, key=_ORDER.__getitem__)
     triggers = {f.trigger for f in findings if f.trigger is not None}
@@ -955,6 +1014,7 @@ def _blocked(
         reasons=tuple(lead) + tuple(reasons),
         blockpage=prints[0].id if prints else None,
         https_ok=https_ok if https else None,
+        notes=tuple(notes),
     )
 
 

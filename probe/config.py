@@ -518,14 +518,13 @@ def _split_listen(text: str) -> tuple[str, int]:
 
 def resolve_targets(config: Config) -> tuple[Target, ...]:
     """The configured targets (probe.targets.Target), platforms first, one per domain."""
-    from probe.targets import parse_target, platform_targets
+    from probe.targets import attributed, parse_target, platform_targets
 
     found: dict[str, Target] = {}
     for platform in config.targets.platforms:
         for target in platform_targets(platform):
             found.setdefault(target.domain, target)
-    for text in config.targets.domains:
-        target = parse_target(text)
+    for target in attributed(parse_target(text) for text in config.targets.domains):
         found.setdefault(target.domain, target)
     return tuple(found.values())
 

@@ -64,7 +64,7 @@ def check_json(obs: DomainObservations, verdict: Verdict) -> dict[str, Any]:
             "helper": _helper_json(obs.helper),
         },
         "resolver": obs.settings.resolver,
-        "notes": list(obs.notes),
+        "notes": [*obs.notes, *verdict.notes],
         "probe_version": obs.probe_version,
         "classifier_version": verdict.classifier_version,
     }
@@ -158,7 +158,7 @@ def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> s
     lines += [f"  why             {r}" for r in verdict.reasons]
     if verdict.status is Status.BLOCKED and verdict.https_ok:
         lines.append("  note            HTTPS still works; only plaintext HTTP is interfered with")
-    lines += [f"  note            {n}" for n in obs.notes]
+    lines += [f"  note            {n}" for n in (*obs.notes, *verdict.notes)]
     return "\n".join([_headline(obs, verdict, colour), *map(printable, lines)])
 
 

@@ -78,23 +78,71 @@ def normalize_domain(text: str) -> str:
     return name
 
 
-def parse_target(text: str, platform: str | None = None) -> Target:
-    """A domain or an http(s) URL, as typed on the command line or in a list."""
+def parse_target(text: str, platform: str | None = None, *, whole_url: bool = False) -> Target:
+    """A domain or an http(s) URL, as typed on the command line or in a list.
+
+    The probe measures a domain (its addresses on ports 443 and 80, the page
+    at ``/``).  With ``whole_url`` a URL whose port or path would be dropped is
+    refused with a line saying so, rather than measured as something else.
+    """
     raw = text.strip()
     if "://" in raw:
         try:
             parts = urlsplit(raw)
             host = parts.hostname
+            port = parts.port
         except ValueError as exc:
             raise UsageError(f"invalid URL {text!r}: {exc}") from None
-        if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
             raise UsageError(f"invalid URL {text!r}: only http:// and https:// URLs can be checked")
         if not host:
             raise UsageError(f"invalid URL {text!r}: no host")
+        if whole_url and _dropped(parts.path, parts.query, port, scheme):
+            raise UsageError(
+                f"cannot measure {text!r} as given: the probe checks a domain on ports 443 and "
+                f"80 and fetches /, not paths or other ports; give {host} instead"
+            )
         return Target(normalize_domain(host), raw, platform)
     if any(c in raw for c in "/?#@ "):
         raise UsageError(f"invalid domain {text!r}: give a domain name or an http(s) URL")
     return Target(normalize_domain(raw), raw, platform)
+
+
+def _dropped(path: str, query: str, port: int | None, scheme: str) -> bool:
+    """True when checking the URL's domain would not measure what the URL names."""
+    default = 443 if scheme == "https" else 80
+    return path not in ("", "/") or bool(query) or port not in (None, default)
+
+
+def _names_more(raw: str) -> bool:
+    """True for a URL that names more than its domain (a path, a query, a port)."""
+    if "://" not in raw:
+        return False
+    try:
+        parts = urlsplit(raw)
+        return _dropped(parts.path, parts.query, parts.port, parts.scheme.lower())
+    except ValueError:
+        return False
+
+
+def platform_of(domain: str, platforms: dict[str, Platform] | None = None) -> str | None:
+    """The platform profile a domain belongs to (the domain or a subdomain of
+    one of its domains), first profile first; None for any other domain."""
+    for platform in (load_platforms() if platforms is None else platforms).values():
+        if any(domain == d or domain.endswith("." + d) for d in platform.domains):
+            return platform.name
+    return None
+
+
+def attributed(targets: Iterable[Target]) -> tuple[Target, ...]:
+    """``targets`` with every domain of a platform profile stored as that platform,
+    however it was given (typed, a list, the daemon's ``domains``)."""
+    platforms = load_platforms()
+    return tuple(
+        t if t.platform else Target(t.domain, t.input, platform_of(t.domain, platforms))
+        for t in targets
+    )
 
 
 def load_platforms() -> dict[str, Platform]:
@@ -165,7 +213,16 @@ def read_test_list(path: str) -> tuple[Target, ...]:
             f"invalid test list {path}: the first line must be a header with a 'url' column"
         )
     column = [c.strip().lower() for c in rows[0]].index("url")
-    return _unique(_list_targets(rows[1:], column, path))
+    targets = attributed(_unique(_list_targets(rows[1:], column, path)))
+    narrowed = sum(_names_more(t.input) for t in targets)
+    if narrowed:
+        log.warning(
+            "%s: %d URL(s) name a path or port; their domains are checked (ports 443 and 80, "
+            "the page at /), not the path",
+            path,
+            narrowed,
+        )
+    return targets
 
 
 def _list_targets(rows: Sequence[Sequence[str]], column: int, path: str) -> Iterable[Target]:

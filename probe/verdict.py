@@ -56,7 +56,9 @@ class Trigger(enum.StrEnum):
 
 # Bump when a change to the classifier can change a verdict; stored with every
 # verdict so re-classified rows can be told from old ones.
-CLASSIFIER_VERSION = "2"  # 2: control helper rows, Public Suffix List
+# 2: control helper rows, Public Suffix List
+# 3: notes apart from reasons (never deciding); `down` needs the control's A
+CLASSIFIER_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,4 @@ class Verdict:
     blockpage: str | None = None  # id of the matched blockpage fingerprint
     https_ok: bool | None = None  # HTTPS worked (said when only plaintext HTTP is blocked)
     classifier_version: str = CLASSIFIER_VERSION
+    notes: tuple[str, ...] = ()  # side details that did not decide the verdict

@@ -135,6 +135,7 @@ class MeasurementModel(Base):
     blockpage: Mapped[str | None] = mapped_column(Text)
     https_ok: Mapped[bool | None] = mapped_column(Boolean)
     classifier_version: Mapped[str] = mapped_column(String(32))
+    notes: Mapped[list[str] | None] = mapped_column(JSONDocument)  # side details (NULL before 0003)
     # Summary of the observations (storage.summary).
     dns_answers: Mapped[str] = mapped_column(Text)
     control_answers: Mapped[str] = mapped_column(Text)

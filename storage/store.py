@@ -459,6 +459,7 @@ def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
         "blocking": LIST_SEPARATOR.join(str(x) for x in verdict.blocking),
         "trigger": str(verdict.trigger) if verdict.trigger else None,
         "reasons": [clean_text(r) for r in verdict.reasons],
+        "notes": [clean_text(n) for n in verdict.notes],
         "blockpage": verdict.blockpage,
         "https_ok": verdict.https_ok,
         "classifier_version": verdict.classifier_version,
@@ -510,7 +511,9 @@ def apply_filter(stmt: Select[Any], f: MeasurementFilter, oldest_first: bool | N
 
 def _full_select() -> Select[Any]:
     return (
-        select(*ROW_COLUMNS, m.reasons, m.https_ok, observations.c.data)
+        select(
+            *ROW_COLUMNS, m.reasons, m.notes.label("verdict_notes"), m.https_ok, observations.c.data
+        )
         .join(vantages)
         .join(observations, observations.c.measurement_id == m.id)
     )
@@ -564,6 +567,7 @@ def _stored(r: Row[Any]) -> StoredMeasurement:
         blockpage=r.blockpage,
         https_ok=r.https_ok,
         classifier_version=r.classifier_version,
+        notes=tuple(r.verdict_notes or ()),
     )
     return StoredMeasurement(
         row=_row(r), observations=from_dict(DomainObservations, r.data), verdict=verdict

@@ -122,14 +122,14 @@ def check(
 
 
 def _targets(args: list[str], platform: str | None, list_file: str | None) -> list[Target]:
-    from probe.targets import parse_target, platform_targets, read_test_list
+    from probe.targets import attributed, parse_target, platform_targets, read_test_list
 
     chosen: list[Target] = []
     if platform:
         chosen += platform_targets(platform)
     if list_file:
         chosen += read_test_list(list_file)
-    chosen += [parse_target(a, platform) for a in args]
+    chosen += attributed(parse_target(a, whole_url=True) for a in args)
     if not chosen:
         raise UsageError("nothing to check: give domains or URLs, --platform or --list")
     unique: dict[str, Target] = {}

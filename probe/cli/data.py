@@ -418,6 +418,7 @@ def describe(item: StoredMeasurement) -> list[str]:
     if verdict.https_ok is not None:
         lines.append(f"https ok     {'yes' if verdict.https_ok else 'no'}")
     lines += [f"reason       {reason}" for reason in verdict.reasons]
+    lines += [f"note         {note}" for note in verdict.notes]
     lines.append(f"resolver     {obs.settings.resolver}")
     for q in obs.dns:
         answer = ", ".join(q.addresses) or str(q.failure or "no address")

@@ -356,7 +356,7 @@ def test_ipv6_without_route_is_ignored() -> None:
     )
     verdict = classify(obs)
     assert verdict.status is S.ACCESSIBLE
-    assert any("IPv6 has no route" in r for r in verdict.reasons)
+    assert any("IPv6 has no route" in n for n in verdict.notes)
 
 
 def test_unreachable_everywhere_counts_as_rejection_when_online() -> None:
@@ -372,7 +372,8 @@ def test_partial_address_failure_is_accessible_and_named() -> None:
     )
     verdict = classify(obs)
     assert verdict.status is S.ACCESSIBLE
-    assert any(f"{ADDR2}:443" in r and "timeout" in r for r in verdict.reasons)
+    assert any(f"{ADDR2}:443" in n and "timeout" in n for n in verdict.notes)
+    assert not any("timeout" in r for r in verdict.reasons), "a side detail is not a reason"
 
 
 def test_no_ipv6_anywhere_is_not_worth_a_reason() -> None:
@@ -491,7 +492,7 @@ def test_aaaa_timeout_while_a_resolves_is_not_blocking() -> None:
     )
     verdict = classify(obs)
     assert verdict.status is S.ACCESSIBLE
-    assert any("not counted as blocking" in r for r in verdict.reasons)
+    assert any("not counted as blocking" in n for n in verdict.notes)
 
 
 def test_dns_failure_is_not_blamed_on_the_domain_when_the_resolver_is_broken() -> None:
@@ -499,7 +500,7 @@ def test_dns_failure_is_not_blamed_on_the_domain_when_the_resolver_is_broken() -
     # The control-resolver addresses work, so nothing else is wrong: no verdict of blocking.
     verdict = classify(obs)
     assert verdict.status is S.ACCESSIBLE
-    assert any("also fails for the control sites" in r for r in verdict.reasons)
+    assert any("also fails for the control sites" in n for n in verdict.notes)
 
 
 def test_fingerprint_survives_an_offline_looking_vantage() -> None:
@@ -523,7 +524,7 @@ def test_no_control_resolver_trusts_a_public_answer_but_not_a_bogon() -> None:
     trusted = site(dns=[dns(ADDR)], endpoints=endpoints(ADDR, tls_failure=F.CONNECTION_RESET))
     verdict = classify(trusted)
     assert verdict.blocking == (M.TLS_RESET,)
-    assert any("could not be verified" in r for r in verdict.reasons)
+    assert any("could not be verified" in n for n in verdict.notes)
     bogus = site(dns=[dns(BOGON)], endpoints=[https(BOGON, tcp_failure=F.TIMEOUT)])
     assert classify(bogus).blocking == (M.DNS_BOGON,)
 
@@ -559,3 +560,89 @@ def test_nxdomain_for_one_type_is_noted_when_the_other_resolves() -> None:
     control = [dns(ADDR, origin="control"), dns(ADDR6, origin="control")]
     verdict = classify(site(dns=vantage + control, endpoints=endpoints(ADDR)))
     assert verdict.status is S.ACCESSIBLE
+
+
+# ------------------------------------------- notes never decide or contradict
+
+
+def _garbage_for_x(control_aaaa: F) -> DomainObservations:
+    """The vantage resolver answers x.com with malformed replies (A and AAAA);
+    the control answers A, and has no AAAA (``control_aaaa``: how it says so)."""
+    return site(
+        dns=[
+            dns(failure=F.DNS_BAD_REPLY),
+            dns(qtype="AAAA", failure=F.DNS_BAD_REPLY),
+            dns(ADDR, origin="control"),
+            dns(origin="control", qtype="AAAA", failure=control_aaaa),
+        ],
+        endpoints=endpoints(ADDR, origins=("control",)),
+    )
+
+
+def test_malformed_vantage_replies_give_one_verdict_whatever_the_aaaa() -> None:
+    """Was ``down`` or ``inconclusive`` from run to run: the AAAA query (no AAAA
+    at the control either) was read as "the domain's DNS is broken"."""
+    verdicts = {classify(_garbage_for_x(aaaa)) for aaaa in (F.DNS_NO_ANSWER, F.TIMEOUT)}
+    assert {(v.status, v.blocking) for v in verdicts} == {(S.INCONCLUSIVE, ())}
+    for verdict in verdicts:
+        assert not any("broken" in r for r in (*verdict.reasons, *verdict.notes))
+        assert any("dns_bad_reply" in r for r in verdict.reasons)
+
+
+def test_nxdomain_block_carries_no_contradicting_reason() -> None:
+    obs = site(
+        dns=[
+            dns(failure=F.DNS_NXDOMAIN),
+            dns(qtype="AAAA", failure=F.DNS_NXDOMAIN),
+            dns(ADDR, origin="control"),
+            dns(origin="control", qtype="AAAA", failure=F.DNS_NO_ANSWER),
+        ],
+        endpoints=endpoints(ADDR, origins=("control",)),
+    )
+    verdict = classify(obs)
+    assert (verdict.status, verdict.blocking) == (S.BLOCKED, (M.DNS_NXDOMAIN,))
+    assert not any("broken" in r or "AAAA" in r for r in verdict.reasons), verdict.reasons
+    assert any("does not count" in n and "AAAA" in n for n in verdict.notes), verdict.notes
+
+
+@pytest.mark.parametrize(
+    ("control_a", "status"),
+    [(F.DNS_NXDOMAIN, S.DOWN), (F.DNS_SERVFAIL, S.DOWN), (F.TIMEOUT, S.INCONCLUSIVE)],
+)
+def test_down_needs_the_control_to_fail_for_a(control_a: F, status: S) -> None:
+    for control_aaaa in (F.DNS_NXDOMAIN, F.TIMEOUT, F.DNS_NO_ANSWER):
+        obs = site(
+            dns=[
+                dns(failure=F.DNS_NXDOMAIN),
+                dns(qtype="AAAA", failure=F.DNS_NXDOMAIN),
+                dns(origin="control", failure=control_a),
+                dns(origin="control", qtype="AAAA", failure=control_aaaa),
+            ],
+            endpoints=(),
+        )
+        assert classify(obs).status is status, (control_a, control_aaaa)
+
+
+_AAAA_SIDES = [
+    (vantage, control)
+    for vantage in (F.DNS_NO_ANSWER, F.TIMEOUT, F.DNS_BAD_REPLY, F.DNS_SERVFAIL)
+    for control in (F.DNS_NO_ANSWER, F.TIMEOUT)
+]
+
+
+@pytest.mark.parametrize("case", [c for c in TABLE if c[1].dns], ids=lambda c: c[0])
+def test_an_aaaa_side_detail_never_decides_the_verdict(
+    case: tuple[str, DomainObservations, S, tuple[M, ...], T | None],
+) -> None:
+    """No AAAA anywhere, however each resolver says so, leaves every verdict as it was."""
+    _, obs, status, blocking, trigger = case
+    if any(q.qtype == "AAAA" for q in obs.dns):
+        pytest.skip("the row is about AAAA itself")
+    has_control = any(q.origin == "control" for q in obs.dns)
+    for vantage, control in _AAAA_SIDES:
+        extra = [dns(qtype="AAAA", failure=vantage)]
+        if has_control:
+            extra.append(dns(origin="control", qtype="AAAA", failure=control))
+        verdict = classify(replace(obs, dns=obs.dns + tuple(extra)))
+        got = (verdict.status, verdict.blocking, verdict.trigger)
+        assert got == (status, blocking, trigger), (vantage, control, verdict.reasons)

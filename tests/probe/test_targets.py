@@ -116,3 +116,43 @@ def test_test_list_skips_bad_rows_and_needs_a_header(tmp_path: Path) -> None:
     binary.write_bytes(b"url\n\xff\xfe\x00")
     with pytest.raises(UsageError, match="not UTF-8"):
         read_test_list(str(binary))
+
+
+@pytest.mark.parametrize(
+    ("domain", "platform"),
+    [
+        ("x.com", "x"),
+        ("pbs.twimg.com", "x"),
+        ("help.x.com", "x"),  # a subdomain of a profile domain
+        ("www.youtube.com", "youtube"),
+        ("notx.com", None),
+        ("example.com", None),
+    ],
+)
+def test_a_platform_domain_is_attributed_however_it_is_given(
+    domain: str, platform: str | None, tmp_path: Path
+) -> None:
+    from probe.targets import attributed
+
+    assert attributed([parse_target(domain)])[0].platform == platform
+    assert attributed([parse_target(f"https://{domain}/")])[0].platform == platform
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"url,category_code\nhttp://{domain}/,NEWS\n")
+    assert read_test_list(str(listed))[0].platform == platform
+
+
+def test_a_url_naming_a_path_or_port_is_refused_on_the_command_line() -> None:
+    for url in ("https://x.com/elonmusk", "https://x.com:8443/", "http://x.com/?q=1"):
+        with pytest.raises(UsageError, match=r"not paths or other ports; give x\.com instead"):
+            parse_target(url, whole_url=True)
+    for url in ("https://x.com/", "http://x.com", "https://x.com:443/", "http://x.com:80/"):
+        assert parse_target(url, whole_url=True).domain == "x.com"
+
+
+def test_a_list_says_which_urls_are_narrowed_to_their_domain(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = tmp_path / "list.csv"
+    listed.write_text("url\nhttps://a.example/page\nhttps://b.example/\n")
+    assert [t.domain for t in read_test_list(str(listed))] == ["a.example", "b.example"]
+    assert "1 URL(s) name a path or port" in caplog.text

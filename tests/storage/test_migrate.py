@@ -75,6 +75,74 @@ def test_database_at_0001_upgrades_to_head_without_loss(db_url: str) -> None:
         assert store.count() == 2
 
 
+def test_0006_backfills_platforms_and_leaves_notes_empty(db_url: str) -> None:
+    """Checks of a platform's domain stored without the platform (``probe check
+    x.com`` before 0006) get it; other domains and attributed rows keep theirs."""
+    db = Database(resolve_url(db_url))
+    _upgrade_to(db, "0005")
+    rows = {  # id suffix: (domain, platform before)
+        "01": ("x.com", None),
+        "02": ("api.x.com", None),
+        "03": ("help.x.com", None),  # a subdomain of a profile domain
+        "04": ("www.youtube.com", None),
+        "05": ("example.com", None),
+        "06": ("notx.com", None),  # not a subdomain of x.com
+        "07": ("pbs.twimg.com", "mine"),  # attributed already: kept
+    }
+
+    def old_rows(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(text("INSERT INTO vantages (id, key, name) VALUES (1, 'k', 'v')"))
+        for suffix, (domain, platform) in rows.items():
+            conn.execute(
+                text(
+                    "INSERT INTO measurements (id, vantage_id, domain, input, platform,"
+                    " started_at, duration_ms, resolver, probe_version, stored_at, status,"
+                    " blocking, reasons, classifier_version, dns_answers, control_answers,"
+                    " tls_failures, http_failures) VALUES (:id, 1, :domain, :input, :platform,"
+                    " :at, 1, 'r', '0', :at, 'accessible', '', '[]', '1', '', '', '', '')"
+                ),
+                {
+                    "id": f"00000000-0000-4000-8000-0000000000{suffix}",
+                    "domain": domain,
+                    "input": domain,
+                    "platform": platform,
+                    "at": dt.datetime(2024, 3, 1),
+                },
+            )
+
+    db.write(old_rows)
+    _upgrade_to(db, "0006")
+    with db.reading() as conn:
+        got: dict[str, str | None] = dict(
+            conn.execute(text("SELECT domain, platform FROM measurements")).all()
+        )
+        notes = conn.execute(text("SELECT notes FROM measurements")).scalars().all()
+    db.dispose()
+    assert got == {
+        "x.com": "x",
+        "api.x.com": "x",
+        "help.x.com": "x",
+        "www.youtube.com": "youtube",
+        "example.com": None,
+        "notx.com": None,
+        "pbs.twimg.com": "mine",
+    }
+    assert notes == [None] * len(rows)
+
+
+def test_0006_profiles_are_the_shipped_ones() -> None:
+    """The migration's frozen copy was taken from the shipped profiles (when they
+    change, a new migration backfills the new domains and this test moves to it)."""
+    import importlib
+
+    from probe.targets import _parse_platforms
+
+    shipped_text = (Path(__file__).parents[2] / "probe/data/platforms.toml").read_text()
+    shipped = {p.name: p.domains for p in _parse_platforms(shipped_text, "shipped").values()}
+    migration = importlib.import_module("storage.migrations.versions.0006_notes_and_platforms")
+    assert dict(migration.PLATFORMS) == shipped
+
+
 def test_models_match_the_migrations(db_url: str) -> None:
     with Store.open(db_url) as store, store.database.reading() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
