@@ -1,4 +1,5 @@
-"""How a check is shown: the ``probe.check/1`` JSON object and the human table.
+"""How a check is shown: the ``probe.check/1`` JSON object, the compact lines
+people read by default, and the per-endpoint table behind ``--details``.
 
 The JSON shape is a public contract (docs/data-format.md): scripts and the
 lab tests parse it, so keys are only ever added, never renamed.
@@ -6,9 +7,12 @@ lab tests parse it, so keys are only ever added, never renamed.
 
 from __future__ import annotations
 
+import datetime as dt
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from probe.glossary import TERMS
 from probe.netaddr import endpoint_label
 from probe.observations import (
     DNSQuery,
@@ -20,6 +24,7 @@ from probe.observations import (
     rfc3339,
     to_dict,
 )
+from probe.summary import blocking_words
 from probe.terminal import printable
 from probe.verdict import Status, Verdict
 
@@ -132,6 +137,53 @@ def _first_failure(dns: Sequence[DNSQuery], *steps: Any) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------- compact
+
+
+def header_line(started: dt.datetime, vantage: str | None, network: str | None) -> str:
+    """``reachprobe check · 2026-12-02 10:41 UTC · vantage quiet-otter · network AS17557 PTCL``."""
+    when = started.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    who = f"vantage {vantage}" if vantage else "vantage not stored (--no-store)"
+    return f"reachprobe check · {when} · {who} · network {network or 'not set'}"
+
+
+def check_lines(obs: DomainObservations, verdict: Verdict, *, colour: bool, width: int = 0) -> str:
+    """Two lines: the domain, its verdict and the method in plain words; why."""
+    status = _status(verdict, colour, width=12)
+    if verdict.status is Status.BLOCKED:
+        what = blocking_words(verdict)  # the why line says when HTTPS still works
+    elif verdict.status is Status.ACCESSIBLE:
+        what = ""
+    else:
+        what = TERMS[verdict.status.value].short
+    why = verdict.reasons[0] if verdict.reasons else "no reason recorded"
+    more = len(verdict.notes) + len(obs.notes)
+    tail = f"  [+{more} note{'s' if more > 1 else ''}: -d]" if more else ""
+    head = f"{printable(obs.domain):<{width}}  {status}  {what}".rstrip()
+    return f"{head}\n  why: {printable(why)}{tail}"
+
+
+def redirect_host(obs: DomainObservations) -> str | None:
+    """The other host the site's HTTPS answer redirected to, if any (twitter.com -> x.com)."""
+    for e in obs.endpoints:
+        response = e.http if e.port == 443 else None
+        if response is None or not response.redirects:
+            continue
+        host = urllib.parse.urlsplit(response.redirects[-1].location).hostname
+        if host and host != obs.domain and not host.endswith("." + obs.domain):
+            return printable(host)
+    return None
+
+
+def _status(verdict: Verdict, colour: bool, width: int = 0) -> str:
+    text = f"{verdict.status.value.upper():<{width}}"
+    if colour:
+        import typer  # typer vendors its own click: there may be no `click` to import
+
+        return typer.style(text, fg=_COLOURS[verdict.status], bold=True)
+    return text
+
+
 # --------------------------------------------------------------------- table
 
 _COLOURS = {
@@ -163,11 +215,7 @@ def check_table(obs: DomainObservations, verdict: Verdict, *, colour: bool) -> s
 
 
 def _headline(obs: DomainObservations, verdict: Verdict, colour: bool) -> str:
-    status = verdict.status.value.upper()
-    if colour:
-        import typer  # typer vendors its own click: there may be no `click` to import
-
-        status = typer.style(status, fg=_COLOURS[verdict.status], bold=True)
+    status = _status(verdict, colour)
     detail = ""
     if verdict.blocking:
         detail = "  " + ", ".join(m.value for m in verdict.blocking)

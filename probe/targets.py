@@ -36,9 +36,18 @@ class Target:
 
 @dataclass(frozen=True)
 class Platform:
+    """A platform profile; ``core`` and ``media`` say which endpoints make it
+    usable (the platform summary rule, docs/methodology.md)."""
+
     name: str  # short id, e.g. "x"
     title: str
     domains: tuple[str, ...]
+    core: tuple[str, ...] = ()  # without these nothing works (empty: every domain)
+    media: tuple[str, ...] = ()  # images, video, scripts: the platform is degraded without them
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return self.core or self.domains
 
 
 def normalize_domain(text: str) -> str:
@@ -178,10 +187,23 @@ def _parse_platforms(text: str, source: str) -> dict[str, Platform]:
         if not isinstance(domains, list) or not domains:
             raise UsageError(f"invalid platform file {source}: [{key}] needs a 'domains' list")
         title = table.get("name", key)
-        platforms[key.lower()] = Platform(
-            key.lower(), str(title), tuple(normalize_domain(str(d)) for d in domains)
-        )
+        names = tuple(normalize_domain(str(d)) for d in domains)
+        roles = [_role(table, role, names, f"{source}: [{key}]") for role in ("core", "media")]
+        platforms[key.lower()] = Platform(key.lower(), str(title), names, *roles)
     return platforms
+
+
+def _role(
+    table: dict[str, object], role: str, names: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    listed = table.get(role, [])
+    if not isinstance(listed, list):
+        raise UsageError(f"invalid platform file {where} '{role}' must be a list of domains")
+    chosen = tuple(normalize_domain(str(d)) for d in listed)
+    stray = [d for d in chosen if d not in names]
+    if stray:
+        raise UsageError(f"invalid platform file {where} '{role}' names {stray[0]}, not in domains")
+    return chosen
 
 
 def platform_targets(name: str) -> tuple[Target, ...]:

@@ -23,3 +23,15 @@ def test_every_method_and_verdict_is_documented(doc: str) -> None:
 def test_every_failure_name_is_documented() -> None:
     text = (DOCS / "data-format.md").read_text()
     assert not [f.value for f in Failure if f.value not in text]
+
+
+def test_the_glossary_in_the_docs_is_probe_explains() -> None:
+    """docs/methodology.md carries probe.glossary.markdown() verbatim: one source
+    for `probe explain` and the docs, so neither can drift."""
+    from probe.glossary import TERMS, markdown
+
+    assert markdown() in (DOCS / "methodology.md").read_text(), (
+        "regenerate the glossary section of docs/methodology.md from probe.glossary.markdown()"
+    )
+    assert set(TERMS) == {v.value for v in (*Status, *Method, *Trigger)}
+    assert all(t.short and t.plain.endswith(".") for t in TERMS.values())

@@ -16,9 +16,21 @@ import typer
 from probe import __version__
 from probe.errors import ExitStatus, ProbeError
 
+EXAMPLES = """Examples:
+
+\b
+  probe check --platform x          can people on this network use X?
+  probe check x.com -d              one domain, with the per-endpoint table
+  probe explain tls.reset           what a method or trigger means, in plain words
+  probe platforms                   the platform profiles and their domains
+  probe report --domain x.com       blocked share per endpoint over time
+  probe init                        set up scheduled probing (docs/deploy.md)
+"""
+
 app = typer.Typer(
     name="probe",
     help="Measure whether, and how, a platform is blocked from this network.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,7 +47,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log the probe's progress to stderr (also after a command)."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
@@ -43,16 +57,27 @@ def _root(
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if verbose:  # our progress, not every library's debug output (matplotlib's fonts...)
-        for package in ("probe", "storage", "schedules", "collectors"):
+    if verbose:  # our progress, not every library's output (matplotlib's fonts, httpx's requests)
+        for package in OWN_LOGGERS:
             logging.getLogger(package).setLevel(logging.DEBUG)
+
+
+OWN_LOGGERS = ("probe", "storage", "schedules", "collectors")
+_VERBOSE = ("-v", "--verbose")
+
+
+def _hoist_verbose(args: list[str]) -> list[str]:
+    """``probe check x.com -v`` means ``probe -v check x.com`` (only the root takes -v)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in _VERBOSE]
+    return [*flags[:1], *(a for a in args[:end] if a not in _VERBOSE), *args[end:]]
 
 
 def _register() -> None:
     from probe.cli import check
 
     check.register(app)
-    for name in ("data", "timeline", "daemon", "helper", "trace", "collector", "upload"):
+    for name in ("data", "timeline", "daemon", "helper", "trace", "collector", "upload", "explain"):
         try:
             module = __import__(f"probe.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -72,7 +97,7 @@ def fail(message: str, status: ExitStatus) -> None:
 def main() -> None:
     _register()
     try:
-        status = app(standalone_mode=False)
+        status = app(args=_hoist_verbose(sys.argv[1:]), prog_name="probe", standalone_mode=False)
     except ProbeError as exc:
         fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
@@ -93,9 +118,12 @@ def _last_resort(exc: Exception) -> None:
     shape (``format_message``/``exit_code``) rather than by class.
     """
     format_message = getattr(exc, "format_message", None)
+    name = type(exc).__name__
+    if name == "NoArgsIsHelpError" and callable(format_message):
+        print(format_message())  # the whole help: commands, options and examples
+        raise SystemExit(int(ExitStatus.USAGE)) from None
     if callable(format_message):
         fail(str(format_message()), ExitStatus.USAGE)
-    name = type(exc).__name__
     if name == "Exit":
         raise SystemExit(int(getattr(exc, "exit_code", 0))) from None
     if name == "Abort":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from probe.errors import ExitStatus, StorageError, UsageError
 if TYPE_CHECKING:
     from probe.check import CheckOptions
     from probe.observations import DomainObservations
+    from probe.summary import Result
     from probe.targets import Target
     from probe.verdict import Verdict
     from storage import Store
@@ -20,8 +22,19 @@ if TYPE_CHECKING:
 _CONTROL_DEFAULTS = "example.com, www.wikipedia.org, www.cloudflare.com"
 
 
+EXAMPLES = """Examples:
+
+\b
+  probe check --platform x             X's endpoints, then one line: can people here use X?
+  probe check x.com twitter.com        two domains, one line and one reason each
+  probe check x.com -d                 the per-endpoint table (DNS, TCP, TLS, HTTP)
+  probe check --list pk.csv --json     a Citizen Lab test list, JSON lines
+  probe check x.com --no-store         measure without storing anything
+"""
+
+
 def register(app: typer.Typer) -> None:
-    app.command(name="check", no_args_is_help=True)(check)
+    app.command(name="check", no_args_is_help=True, epilog=EXAMPLES)(check)
 
 
 def check(
@@ -73,12 +86,19 @@ def check(
         "tried in order (default: the config's [checks] helper, else none).",
     ),
     as_json: bool = typer.Option(False, "--json", help="One probe.check/1 JSON object per line."),
+    details: bool = typer.Option(
+        False, "--details", "-d", help="Show every endpoint (DNS, TCP, TLS, HTTP) and all notes."
+    ),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the results."),
     db: str | None = typer.Option(
         None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
     ),
     vantage: str | None = typer.Option(
-        None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
+        None,
+        "--vantage",
+        envvar="PROBE_VANTAGE",
+        help="Name of this vantage point, stored with every result (default: a neutral "
+        "generated name, kept beside the database; never the host name).",
     ),
     config: str | None = typer.Option(
         None,
@@ -108,11 +128,13 @@ def check(
         helpers=tuple(helper or ()) or _config_helpers(config),
     )
     sink = None if no_store else _Sink(*_vantage(config, vantage, db))
+    show = _Show(as_json=as_json, details=details, platform=platform, sink=sink)
     try:
-        statuses = _run(chosen, options, as_json=as_json, sink=sink)
+        statuses = _run(chosen, options, show)
     finally:
         if sink is not None:
             sink.close()
+    show.close(len(statuses))
     if sink is not None and sink.error is not None:
         raise sink.failure(len(statuses))
     if "blocked" in statuses:
@@ -138,37 +160,34 @@ def _targets(args: list[str], platform: str | None, list_file: str | None) -> li
     return list(unique.values())
 
 
-def _run(
-    targets: list[Target], options: CheckOptions, *, as_json: bool, sink: _Sink | None
-) -> list[str]:
+def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]:
     """Measure, printing and storing each domain as soon as its verdict is
     known (an interrupted list run keeps what it measured); returns the statuses."""
     import asyncio
+    import logging
 
     from probe.check import check_targets
-    from probe.render import check_json, check_table
-    from probe.terminal import json_text
 
-    colour = sys.stdout.isatty()
+    log = logging.getLogger("probe.check")
     progress = sys.stderr.isatty() and len(targets) > 1
     statuses: list[str] = []
+    show.open(targets)
+    log.info("checking %d domain(s), %.0f s deadline each", len(targets), options.timeout)
 
     async def go() -> None:
         async for obs, verdict in check_targets(targets, options):
             statuses.append(verdict.status.value)
+            log.info("%s: %s (%d/%d)", obs.domain, verdict.status, len(statuses), len(targets))
             if progress:
                 sys.stderr.write(f"\r\x1b[Kchecked {len(statuses)}/{len(targets)}")
                 sys.stderr.flush()
-            if as_json:
-                print(json_text(check_json(obs, verdict)), flush=True)
-            else:
-                if progress:
+                if not show.as_json:
                     sys.stderr.write("\r\x1b[K")
-                print(check_table(obs, verdict, colour=colour) + "\n", flush=True)
-            if sink is not None:
+            show.result(obs, verdict)
+            if show.sink is not None:
                 # In a thread: a locked database may block for its busy timeout
                 # while other domains are being timed on this event loop.
-                await asyncio.to_thread(sink.save, obs, verdict)
+                await asyncio.to_thread(show.sink.save, obs, verdict)
 
     try:
         asyncio.run(go())
@@ -186,6 +205,70 @@ def _config_helpers(config: str | None) -> tuple[str, ...]:
     return load_config(config).checks.helpers
 
 
+class _Show:
+    """What the user reads: a header line, each domain as it comes (compact,
+    the table with ``--details``, or JSON), then the platform summary and
+    what was stored where."""
+
+    def __init__(self, *, as_json: bool, details: bool, platform: str | None, sink: _Sink | None):
+        self.as_json, self.details, self.platform, self.sink = as_json, details, platform, sink
+        self.colour = sys.stdout.isatty()
+        self.width = 0
+        self.results: list[Result] = []
+
+    def open(self, targets: list[Target]) -> None:
+        self.width = max((len(t.domain) for t in targets), default=0)
+
+    def _header(self, started: dt.datetime) -> None:
+        """Printed with the first result: bad options fail before any output."""
+        from probe.render import header_line
+
+        point = self.sink.point if self.sink is not None else None
+        network = _network(point) if point is not None else None
+        name = point.name if point is not None else None
+        print(header_line(started, name, network) + "\n", flush=True)
+
+    def result(self, obs: DomainObservations, verdict: Verdict) -> None:
+        from probe.render import check_json, check_lines, check_table, redirect_host
+        from probe.summary import Result
+        from probe.terminal import json_text
+
+        if self.as_json:
+            print(json_text(check_json(obs, verdict)), flush=True)
+            return
+        if not self.results:
+            self._header(obs.started_at)
+        self.results.append(Result(obs.domain, verdict, redirect_host(obs)))
+        if self.details:
+            print(check_table(obs, verdict, colour=self.colour) + "\n", flush=True)
+        else:
+            print(check_lines(obs, verdict, colour=self.colour, width=self.width), flush=True)
+
+    def close(self, measured: int) -> None:
+        if self.as_json or not self.results:
+            return
+        lines = [""] if not self.details else []
+        if self.platform:
+            from probe.summary import platform_summary
+            from probe.targets import load_platforms
+
+            lines.append(platform_summary(load_platforms()[self.platform.lower()], self.results))
+        if self.sink is not None and self.sink.store is not None:
+            lines.append(self.sink.stored_line(measured))
+        elif self.sink is None:
+            lines.append("nothing stored (--no-store)")
+        words = {str(r.verdict.trigger) for r in self.results if r.verdict.trigger}
+        words |= {str(m) for r in self.results for m in r.verdict.blocking}
+        if words:
+            lines.append(f"in plain words: probe explain {' '.join(sorted(words)[:4])}")
+        print("\n".join(lines), flush=True)
+
+
+def _network(point: Vantage) -> str | None:
+    bits = [f"AS{point.asn}" if point.asn else None, point.network, point.country]
+    return " ".join(b for b in bits if b) or None
+
+
 def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vantage, str | None]:
     """Who is measuring, and where results go: the config's vantage and
     database when a config is given (so one-off checks join the daemon's), else
@@ -201,9 +284,31 @@ def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vant
         if name:
             point = Vantage(name, point.country, point.asn, point.network, point.notes)
         return point, db or loaded.storage.url
-    import socket
+    return Vantage(name=name or _generated_name()), db
 
-    return Vantage(name=name or socket.gethostname()), db
+
+def _generated_name() -> str:
+    """A neutral vantage name, made once and kept beside the default database
+    so that later checks from this machine share it.  Never the host name:
+    a stored or shared database must not say whose machine measured."""
+    import secrets
+
+    from storage.database import default_path
+
+    path = default_path().parent / "vantage-name"
+    try:
+        name = path.read_text("utf-8").strip()
+        if name:
+            return name
+    except OSError:
+        pass
+    name = f"probe-{secrets.token_hex(3)}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name + "\n", "utf-8")
+    except OSError:
+        pass  # still neutral; the next run makes another
+    return name
 
 
 class _Sink:
@@ -232,6 +337,16 @@ class _Sink:
             self.saved += 1
         except StorageError as exc:
             self.error = self.error or exc
+
+    def stored_line(self, measured: int) -> str:
+        """What was stored, and where (the privacy contract, docs/deploy.md)."""
+        assert self.store is not None
+        where = self.store.database.location()
+        return (
+            f'stored {self.saved} of {measured} result(s) as vantage "{self.point.name}" in '
+            f"{where}: verdicts, addresses, timings, page titles\n"
+            '  before sharing them, read "What running a probe reveals" in docs/deploy.md'
+        )
 
     def failure(self, measured: int) -> Exception:
         return StorageError(
