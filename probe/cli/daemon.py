@@ -247,13 +247,15 @@ class _JournalFormatter(logging.Formatter):
 
 
 def _journal_logging() -> None:
-    verbose = logging.getLogger().level <= logging.DEBUG
+    verbose = logging.getLogger("probe").isEnabledFor(logging.DEBUG)  # probe -v run
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # APScheduler logs every run and alembic every migration step at INFO;
-    # our own lines already say what matters.
+    # APScheduler logs every run, alembic every migration step and httpx every
+    # request at INFO; our own lines already say what matters.
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("httpx", "httpcore"):  # one line per request even with -v: never
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -147,7 +147,7 @@ def test_control_failure_is_kept_and_said() -> None:
     assert obs.helper is not None and obs.helper.failure is Failure.TIMEOUT
     verdict = classify(obs)
     assert verdict.status is Status.ACCESSIBLE
-    assert any("No control helper answered" in r for r in verdict.reasons)
+    assert any("No control helper answered" in r for r in verdict.notes)
 
 
 def test_only_the_system_resolver_is_the_vantage() -> None:

@@ -97,6 +97,7 @@ def test_daemon_follows_a_changing_censor(clean_lab: Lab, tmp_path: Path) -> Non
         log = daemon.log
 
     assert "Traceback" not in log, log
+    assert "HTTP Request:" not in log, "httpx's per-request lines are not the journal's"
     assert integrity(db) == "ok"
     rows = _stored(db)
     assert _phases(rows) == ["accessible", "blocked", "accessible"], rows

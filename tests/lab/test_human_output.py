@@ -29,7 +29,7 @@ _VOLATILE = (
     (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b"), "<address>"),
     (re.compile(r"\b\d+(\.\d+)? (ms|s)\b"), r"<n> \2"),
     (re.compile(r"\b\d+ kbit/s"), "<n> kbit/s"),
-    (re.compile(r"#[A-Za-z0-9]{8,}"), "#<id>"),  # the lab CA's random serial name
+    (re.compile(r"#[A-Za-z0-9_-]{8,}"), "#<id>"),  # the lab CA's random serial name
 )
 
 

@@ -138,6 +138,9 @@ def test_sigterm_interrupts_cleanly_and_restart_resumes(tmp_path: Path, dns: DNS
         # The vantage is in PK: the built-in PK timeline is there for Grafana's annotations.
         assert 'reachprobe_timeline_event_timestamp_seconds{certainty="high",country="PK"' in page
         assert "NaN" not in page
+        # The daemon never loads the plotting stack (it is a default dependency now).
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+        assert "matplotlib" not in maps and "numpy" not in maps
         # slow.test waits ~3 s for DNS that never answers: it is in flight now.
         assert daemon.terminate() == 0
         log = daemon.log
