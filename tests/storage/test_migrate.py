@@ -75,11 +75,11 @@ def test_database_at_0001_upgrades_to_head_without_loss(db_url: str) -> None:
         assert store.count() == 2
 
 
-def test_0006_backfills_platforms_and_leaves_notes_empty(db_url: str) -> None:
+def test_0007_backfills_platforms_and_leaves_notes_empty(db_url: str) -> None:
     """Checks of a platform's domain stored without the platform (``probe check
-    x.com`` before 0006) get it; other domains and attributed rows keep theirs."""
+    x.com`` before 0007) get it; other domains and attributed rows keep theirs."""
     db = Database(resolve_url(db_url))
-    _upgrade_to(db, "0005")
+    _upgrade_to(db, "0006")
     rows = {  # id suffix: (domain, platform before)
         "01": ("x.com", None),
         "02": ("api.x.com", None),
@@ -111,7 +111,7 @@ def test_0006_backfills_platforms_and_leaves_notes_empty(db_url: str) -> None:
             )
 
     db.write(old_rows)
-    _upgrade_to(db, "0006")
+    _upgrade_to(db, "0007")
     with db.reading() as conn:
         got: dict[str, str | None] = dict(
             conn.execute(text("SELECT domain, platform FROM measurements")).all()
@@ -130,7 +130,7 @@ def test_0006_backfills_platforms_and_leaves_notes_empty(db_url: str) -> None:
     assert notes == [None] * len(rows)
 
 
-def test_0006_profiles_are_the_shipped_ones() -> None:
+def test_0007_profiles_are_the_shipped_ones() -> None:
     """The migration's frozen copy was taken from the shipped profiles (when they
     change, a new migration backfills the new domains and this test moves to it)."""
     import importlib
@@ -139,7 +139,7 @@ def test_0006_profiles_are_the_shipped_ones() -> None:
 
     shipped_text = (Path(__file__).parents[2] / "probe/data/platforms.toml").read_text()
     shipped = {p.name: p.domains for p in _parse_platforms(shipped_text, "shipped").values()}
-    migration = importlib.import_module("storage.migrations.versions.0006_notes_and_platforms")
+    migration = importlib.import_module("storage.migrations.versions.0007_notes_and_platforms")
     assert dict(migration.PLATFORMS) == shipped
 
 

@@ -4,8 +4,8 @@ A check of ``x.com`` alone used to be stored without a platform, so
 ``--platform x`` filters left it out.  Rows whose domain belongs to a shipped
 platform profile (the domain itself or a subdomain of it) get that platform.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006"
-down_revision: str | None = "0005"
+revision = "0007"
+down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None
 
