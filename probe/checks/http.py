@@ -313,6 +313,7 @@ class _Exchange:
         self.conn = conn
         self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.received = 0
+        self.closed = False  # the peer closed its side (an empty read)
 
     async def request(self, target: str, headers: list[tuple[str, str]]) -> float:
         """Send the GET; the time it was sent."""
@@ -342,12 +343,13 @@ class _Exchange:
             try:
                 event = self.parser.next_event()
             except h11.RemoteProtocolError as exc:
-                if self.parser.their_state is h11.ERROR and _peer_closed(self.parser):
+                if self.closed:
                     raise EOFError(str(exc)) from exc
                 raise
             if event is not h11.NEED_DATA:
                 return event
             data = await self.conn.reader.read(READ_SIZE)
+            self.closed = not data
             self.received += len(data)
             if head and self.received > HEAD_LIMIT:
                 raise h11.RemoteProtocolError(
@@ -384,11 +386,6 @@ def _text(value: bytes) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("latin-1")
-
-
-def _peer_closed(parser: h11.Connection) -> bool:
-    # h11 only knows the peer closed from an empty receive_data()
-    return bool(getattr(parser, "_receive_buffer_closed", False))
 
 
 async def _dial(
