@@ -172,16 +172,26 @@ async def check_targets(
     concurrency = fdlimit.fit_concurrency(min(options.concurrency, len(targets) or 1), per_check)
     controls_task = asyncio.create_task(_check_control_sites(run))
     semaphore = asyncio.Semaphore(concurrency)
+    # Results are handed over through a queue, not kept as the tasks' results:
+    # nothing holds a finished domain's observations once the caller has them,
+    # so memory stays flat however long the list.
+    finished: asyncio.Queue[DomainObservations | BaseException] = asyncio.Queue()
 
-    async def one(target: Target) -> DomainObservations:
-        async with semaphore:
-            return await check_domain(target, run, controls_task)
+    async def one(target: Target) -> None:
+        try:
+            async with semaphore:
+                finished.put_nowait(await check_domain(target, run, controls_task))
+        except Exception as exc:  # a bug, not network behaviour: the caller raises it
+            finished.put_nowait(exc)
 
     tasks = [asyncio.create_task(one(t)) for t in targets]
     try:
-        for next_done in asyncio.as_completed(tasks):
-            obs = await next_done
-            yield obs, classify(obs, run.fingerprints)
+        for _ in targets:
+            item = await finished.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item, classify(item, run.fingerprints)
+            del item
     finally:
         for task in [*tasks, controls_task]:
             task.cancel()

@@ -10,11 +10,13 @@ misbehave.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import resource
 import subprocess
 import time
 import tracemalloc
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -163,6 +165,36 @@ def test_endpoints_are_dialled_while_dns_still_listens(
     assert https.tls.t_ms < late_ms, (https.tls.t_ms, late_ms)
     assert "192.0.2.7" not in {e.address for e in obs.endpoints}
     assert obs.duration_ms >= late_ms  # the window still ends the check
+
+
+def test_a_list_run_keeps_no_finished_domain(
+    servers: None, resolvers: tuple[str, str, dict[str, object]], ca_bundle: str
+) -> None:
+    """Once a domain's result is handed over, the run holds nothing of it: memory
+    stays flat in the list's length (a list of 10,000 is 10,000 results to keep)."""
+    vantage, control, _ = resolvers
+    options = CheckOptions(
+        resolver=vantage,
+        control_resolvers=(control,),
+        control_domains=("control.test",),
+        control_sni="control.test",
+        timeout=2.0,
+        ca_bundle=ca_bundle,
+        allow_loopback=True,
+        concurrency=2,
+    )
+
+    async def go() -> list[int]:
+        handed: list[weakref.ref[DomainObservations]] = []
+        still_held = []
+        async for obs, _ in check_targets([Target("site.test", "site.test")] * 6, options):
+            handed.append(weakref.ref(obs))
+            del obs
+            gc.collect()
+            still_held.append(sum(ref() is not None for ref in handed))
+        return still_held
+
+    assert asyncio.run(go()) == [1] * 6  # the one being handed over, no other
 
 
 def test_vantage_nxdomain_is_dns_blocking(
