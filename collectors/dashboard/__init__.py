@@ -15,14 +15,34 @@ the vantage's name, country, ASN and network label.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from probe.errors import UsageError
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
 STATIC = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/dashboard/v1"
+# The reader token comes from the environment, never the command line (`ps` shows that).
+READ_TOKEN_ENV = "REACHPROBE_DASHBOARD_TOKEN"
+MIN_TOKEN = 16
+
+
+def reader_token(private: bool, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The token readers must give (``--private``), or None for a public dashboard."""
+    if not private:
+        return None
+    token = environ.get(READ_TOKEN_ENV, "").strip()
+    if len(token) < MIN_TOKEN:
+        raise UsageError(
+            f"--private needs a reader token of at least {MIN_TOKEN} characters "
+            f"in ${READ_TOKEN_ENV}"
+        )
+    return token
 
 
 def routes(*, read_token: str | None = None, platform: str = "x") -> list[BaseRoute]:

@@ -217,3 +217,14 @@ def test_private_dashboard_needs_the_reader_token(store: Store, filled: dict[str
         assert TOKEN not in response.text
     assert bearer.status_code == 200 and len(bearer.json()["vantages"]) == 2
     assert page.status_code == 200 and page.headers["cache-control"] == "private, no-store"
+
+
+def test_reader_token_comes_from_the_environment_and_must_be_long() -> None:
+    from collectors.dashboard import READ_TOKEN_ENV, reader_token
+    from probe.errors import UsageError
+
+    assert reader_token(False, {READ_TOKEN_ENV: TOKEN}) is None  # public: no token needed
+    assert reader_token(True, {READ_TOKEN_ENV: f" {TOKEN}\n"}) == TOKEN
+    for environ in ({}, {READ_TOKEN_ENV: "short"}):
+        with pytest.raises(UsageError, match=READ_TOKEN_ENV):
+            reader_token(True, environ)
