@@ -45,8 +45,16 @@ def serve(
     rate: Annotated[
         float, typer.Option(min=0, help="Uploads per second per vantage (0: unlimited).")
     ] = 5.0,
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public/--private",
+            help="Dashboard at / readable by anyone, or only with the reader token "
+            "in $REACHPROBE_DASHBOARD_TOKEN.",
+        ),
+    ] = True,
 ) -> None:
-    """Receive uploads from probes into the database until SIGTERM/SIGINT."""
+    """Receive uploads from probes into the database until SIGTERM/SIGINT; dashboard at /."""
     from probe.cli.daemon import _journal_logging
     from probe.config import _split_listen
 
@@ -54,17 +62,20 @@ def serve(
         host, port = _split_listen(listen)
     except ValueError as exc:
         raise UsageError(f"--listen: {exc}") from None
+    from collectors.dashboard import reader_token, routes
     from collectors.server import Settings, create_app
     from collectors.server.serve import bind, check_tls
     from collectors.server.serve import serve as run
     from storage.store import Store
 
     check_tls(tls_cert, tls_key)
+    dashboard = routes(read_token=reader_token(not public))
     sock = bind(host, port)
     settings = Settings(max_body=max_body, max_batch=max_batch, upload_rate=rate)
     _journal_logging()
     with Store.open(db) as store:
-        run(create_app(store, settings), sock, tls_cert=tls_cert, tls_key=tls_key)
+        app = create_app(store, settings, extra_routes=dashboard)
+        run(app, sock, tls_cert=tls_cert, tls_key=tls_key)
 
 
 def vantage_add(

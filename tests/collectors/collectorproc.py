@@ -39,7 +39,9 @@ class CollectorProcess:
         listen: str = "127.0.0.1:0",
         prefix: Sequence[str] = (),
         extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = {**probe_env(), **(env or {})}
         self.db = db
         self.log = log
         self.listen = listen
@@ -54,7 +56,7 @@ class CollectorProcess:
         args += ["--db", self.db, "--listen", self.listen, *self.extra]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                args, stdout=out, stderr=out, env=probe_env(), cwd=ROOT, start_new_session=True
+                args, stdout=out, stderr=out, env=self.env, cwd=ROOT, start_new_session=True
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

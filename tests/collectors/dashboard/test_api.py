@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -228,3 +229,13 @@ def test_reader_token_comes_from_the_environment_and_must_be_long() -> None:
     for environ in ({}, {READ_TOKEN_ENV: "short"}):
         with pytest.raises(UsageError, match=READ_TOKEN_ENV):
             reader_token(True, environ)
+
+
+def test_private_collector_without_a_reader_token_refuses_to_start(tmp_path: Path) -> None:
+    from collectors.dashboard import READ_TOKEN_ENV
+    from tests.collectors.collectorproc import probe
+
+    db = f"sqlite:///{tmp_path / 'collector.db'}"
+    done = probe("collector", "serve", "--private", "--db", db, "--listen", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and READ_TOKEN_ENV in done.stderr

@@ -1,4 +1,8 @@
-"""The dashboard in a real headless Chromium, against a real server on loopback.
+"""The dashboard in a real headless Chromium, against a real collector on loopback.
+
+The collector is ``probe collector serve --private`` in its own process, filled
+by ``probe upload`` from two probes' own databases over a real socket, and
+read as a logged-in reader (the reader token as HTTP Basic password).
 
 Checks what a reader sees: the page loads with no console error and no failed
 request (every asset from the collector itself), the vantages and endpoints
@@ -10,68 +14,80 @@ without sideways scrolling.  Screenshots are kept (see browser.ARTEFACTS).
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import threading
-import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from collectors.dashboard import READ_TOKEN_ENV
 from probe.verdict import Status
-from storage.records import TimelineEvent
+from storage.records import TimelineEvent, Vantage
 from storage.store import Store
+from tests.collectors.collectorproc import CollectorProcess, probe
 from tests.collectors.dashboard.browser import Console, chromium, screenshot
 from tests.collectors.dashboard.test_api import BLOCKED, KARACHI, LAHORE, OK, save
 
+VANTAGES = (LAHORE, KARACHI)
+PASSWORD = "dashboard-reader-0123456789"
 
-@pytest.fixture
-def filled_store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'collector.db'}") as store:
-        for i in range(48):  # twelve hours, every 15 minutes
+
+def _probe_database(path: Path, vantage: Vantage) -> str:
+    """A probe's own database: twelve hours of checks every 15 minutes."""
+    url = f"sqlite:///{path}"
+    with Store.open(url) as store:
+        for i in range(48):
             ago = dt.timedelta(minutes=15 * i + 5)
-            save(store, LAHORE, "x.com", ago, BLOCKED if i < 30 else OK)  # blocked 7.5 h ago
-            save(store, LAHORE, "twitter.com", ago, BLOCKED if i % 2 else OK)  # flickering
-            save(store, KARACHI, "x.com", ago, OK)
+            if vantage is LAHORE:
+                save(store, vantage, "x.com", ago, BLOCKED if i < 30 else OK)  # blocked 7.5 h ago
+                save(store, vantage, "twitter.com", ago, BLOCKED if i % 2 else OK)  # flickering
+            else:
+                save(store, vantage, "x.com", ago, OK)
+    return url
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """``probe collector serve`` on loopback, filled by ``probe upload`` from two probes."""
+    from storage.registry import Registry
+
+    tmp_path = tmp_path_factory.mktemp("collector")
+    collector_db = f"sqlite:///{tmp_path / 'collector.db'}"
+    with Store.open(collector_db) as store:
+        tokens = {v.name: Registry(store.database).add(v)[1] for v in VANTAGES}
         yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=20)).date()
         store.add_events(
             [TimelineEvent(yesterday, "PK", "x", "court", "Court orders X restored", "test")]
         )
-        yield store
-
-
-@pytest.fixture
-def server(filled_store: Store) -> Iterator[str]:
-    """The dashboard routes served by uvicorn on a loopback port, in a thread."""
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from collectors.dashboard import routes
-
-    app = Starlette(routes=routes())
-    app.state.store = filled_store
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False)
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
+    proc = CollectorProcess(
+        collector_db,
+        tmp_path / "collector.log",
+        extra=["--private"],
+        env={READ_TOKEN_ENV: PASSWORD},
+    ).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        for vantage in VANTAGES:
+            local = _probe_database(tmp_path / f"{vantage.name}.db", vantage)
+            done = probe(
+                "upload", "--collector", proc.url, "--db", local,
+                env={"REACHPROBE_UPLOAD_TOKEN": tokens[vantage.name]},
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert f"uploaded {48 if vantage is KARACHI else 96} measurement(s)" in done.stdout
+        yield proc
     finally:
-        running.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        proc.stop()
+        for token in tokens.values():
+            assert token[5:] not in proc.output(), "the collector logged a token"
+        assert PASSWORD not in proc.output(), "the collector logged the reader token"
 
 
 def _open(browser: Any, url: str, **context: Any) -> tuple[Any, Console]:
-    page = browser.new_page(**context)
+    """The dashboard as a reader who logged in (HTTP Basic: the browser's prompt)."""
+    credentials = {"username": "reader", "password": PASSWORD}
+    page = browser.new_page(http_credentials=credentials, **context)
     console = Console()
     console.attach(page)
     page.goto(url)
@@ -84,9 +100,9 @@ def _wait_text(page: Any, selector: str, text: str) -> None:
     page.locator(selector, has_text=text).wait_for(timeout=10_000)
 
 
-def test_page_shows_verdicts_time_view_and_evidence(server: str) -> None:
+def test_page_shows_verdicts_time_view_and_evidence(collector: CollectorProcess) -> None:
     with chromium() as browser:
-        page, console = _open(browser, server + "/", viewport={"width": 1280, "height": 900})
+        page, console = _open(browser, collector.url + "/", viewport={"width": 1280, "height": 900})
         cards = page.locator("article.card")
         assert cards.count() == 2
         lahore = page.locator('article[data-vantage="lahore"]')
@@ -142,10 +158,25 @@ def test_page_shows_verdicts_time_view_and_evidence(server: str) -> None:
         assert console.problems == []
 
 
-def test_readable_on_a_phone(server: str) -> None:
+def test_private_collector_shows_nothing_without_the_reader_token(
+    collector: CollectorProcess,
+) -> None:
+    for path in ("/", "/static/dashboard.js", "/api/dashboard/v1/latest"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(collector.url + path, timeout=10)
+        assert refused.value.code == 401
+    request = urllib.request.Request(collector.url + "/api/dashboard/v1/latest")
+    request.add_header("Authorization", f"Bearer {PASSWORD}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read().decode()
+    # The uploads came from 127.0.0.1: a vantage's address is never shown, nor its notes.
+    assert '"lahore"' in body and "127.0.0.1" not in body and "notes" not in body
+
+
+def test_readable_on_a_phone(collector: CollectorProcess) -> None:
     with chromium() as browser:
         phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2}
-        page, console = _open(browser, server + "/", is_mobile=True, has_touch=True, **phone)
+        page, console = _open(browser, collector.url + "/", is_mobile=True, has_touch=True, **phone)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{overflow} px of sideways scrolling"
         font = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
