@@ -12,6 +12,7 @@ import base64
 import binascii
 import datetime as dt
 import hmac
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +31,7 @@ from storage.store import Store
 from storage.timeline import event_moment
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger(__name__)
 
 # Period name -> (length, bucket): about 100 buckets, so a phone draws each fast.
 PERIODS = {
@@ -109,8 +111,9 @@ class _Dashboard:
                     response = await handler(request)
             except Refused as exc:
                 response = _json({"error": exc.reason}, exc.status)
-            except StorageError as exc:
-                response = _json({"error": f"database unavailable: {exc}"}, 503)
+            except StorageError as exc:  # the detail names the database: for the log only
+                log.warning("dashboard: %s", exc)
+                response = _json({"error": "database unavailable"}, 503)
             response.headers.update(SECURITY_HEADERS)
             if self._token is not None:
                 response.headers["Cache-Control"] = "private, no-store"

@@ -239,3 +239,16 @@ def test_private_collector_without_a_reader_token_refuses_to_start(tmp_path: Pat
     done = probe("collector", "serve", "--private", "--db", db, "--listen", "127.0.0.1:0")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and READ_TOKEN_ENV in done.stderr
+
+
+def test_a_failing_database_is_503_without_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    with Store.open(f"sqlite:///{path}") as store:
+        save(store, LAHORE, "x.com", dt.timedelta(minutes=5), OK)
+        store.database.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)  # now it has no tables
+        with client(store) as c:
+            response = c.get(f"{API_PREFIX}/latest")
+    assert response.status_code == 503
+    assert response.json() == {"error": "database unavailable"}
