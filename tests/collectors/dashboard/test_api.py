@@ -68,9 +68,17 @@ def filled(store: Store) -> dict[str, str]:
         "lahore x": save(store, LAHORE, "x.com", dt.timedelta(minutes=20), BLOCKED),
         "karachi x": save(store, KARACHI, "x.com", dt.timedelta(hours=1), OK),
     }
-    # Flickering on karachi: blocked and accessible inside one 15-minute bucket of the last day.
-    save(store, KARACHI, "t.co", dt.timedelta(hours=5, minutes=1), BLOCKED)
-    save(store, KARACHI, "t.co", dt.timedelta(hours=5, minutes=6), OK)
+    # Flickering on karachi: blocked and accessible inside one 15-minute bucket of the last day
+    # (5 and 10 minutes into the bucket that began at least 5 hours ago).
+    bucket = int((NOW - dt.timedelta(hours=5)).timestamp()) // 900 * 900
+    for offset, verdict in ((300, BLOCKED), (600, OK)):
+        save(
+            store,
+            KARACHI,
+            "t.co",
+            NOW - dt.datetime.fromtimestamp(bucket + offset, dt.UTC),
+            verdict,
+        )
     yesterday = (NOW - dt.timedelta(hours=30)).date()
     store.add_events(
         [
