@@ -318,6 +318,20 @@ class Store:
 
         return self._db.write(run)
 
+    def newest(self, f: MeasurementFilter) -> MeasurementFilter:
+        """``f`` whose ``limit`` means what ``probe measurements --limit`` means: the
+        newest ``limit`` measurements.  Exports write them oldest first, so the
+        limit becomes a start bound at the N-th newest measurement (the streaming
+        and split exports then need no limit); measurements that started in the
+        same instant as the N-th are all included."""
+        if f.limit is None:
+            return f
+        everything = dataclasses.replace(f, limit=None)
+        stmt = apply_filter(select(m.started_at).join(vantages), everything, False)
+        with self._db.reading() as conn:
+            bound = conn.scalar(stmt.offset(f.limit - 1).limit(1))
+        return everything if bound is None else dataclasses.replace(everything, since=bound)
+
     # ------------------------------------------------------------- reclassify
 
     def reclassify(

@@ -284,10 +284,10 @@ def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vant
         if name:
             point = Vantage(name, point.country, point.asn, point.network, point.notes)
         return point, db or loaded.storage.url
-    return Vantage(name=name or _generated_name()), db
+    return Vantage(name=name or generated_vantage_name()), db
 
 
-def _generated_name() -> str:
+def generated_vantage_name() -> str:
     """A neutral vantage name, made once and kept beside the default database
     so that later checks from this machine share it.  Never the host name:
     a stored or shared database must not say whose machine measured."""

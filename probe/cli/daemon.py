@@ -44,19 +44,41 @@ def register(app: typer.Typer) -> None:
 def init(
     path: str = typer.Argument(DEFAULT_CONFIG, metavar="[FILE]", help="Where to write the config."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    vantage: str | None = typer.Option(
+        None,
+        "--vantage",
+        help="Name of this vantage point, stored with every measurement (asked when run in "
+        "a terminal; default: a neutral generated name, never the host name).",
+    ),
 ) -> None:
     """Write a commented daemon config to edit (default: ./reachprobe.toml)."""
+    from probe.cli.check import generated_vantage_name
     from probe.config import example_config
 
     target = Path(path)
     if target.exists() and not force:
         raise UsageError(f"{path} exists; use --force to overwrite it")
+    if vantage is None:
+        vantage = generated_vantage_name()
+        if sys.stdin.isatty():
+            typer.echo(
+                "Every measurement stores this vantage's name; choose one that does not "
+                "identify you (see docs/deploy.md, 'What running a probe reveals')."
+            )
+            vantage = typer.prompt("vantage name", default=vantage)
+    name = vantage.strip()
+    if not name or not name.isprintable() or any(c in name for c in '"\\'):
+        raise UsageError(f"invalid vantage name {vantage!r}: printable text without quotes")
+    text = example_config().replace('name = "my-probe"', f'name = "{name}"', 1)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(example_config(), "utf-8")
+        target.write_text(text, "utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    typer.echo(f"wrote {path}: edit [vantage], then run `probe config check --config {path}`")
+    typer.echo(
+        f'wrote {path} (vantage "{name}"): edit [vantage], then run '
+        f"`probe config check --config {path}`"
+    )
 
 
 def config_check(

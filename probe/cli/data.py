@@ -53,7 +53,9 @@ VerdictOption = Annotated[
         "--verdict", help="Only this verdict: accessible, blocked, down, offline, inconclusive."
     ),
 ]
-Limit = Annotated[int | None, typer.Option(min=1, help="At most this many measurements.")]
+Limit = Annotated[
+    int | None, typer.Option(min=1, help="Only the newest N measurements (as `measurements`).")
+]
 Jobs = Annotated[
     int | None,
     typer.Option(
@@ -177,7 +179,7 @@ def reclassify(
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
     with open_store(db, write=True) as store:
-        examined, changed = store.reclassify(classify, f)
+        examined, changed = store.reclassify(classify, store.newest(f))
     typer.echo(f"examined {examined} measurements; {changed} verdicts changed")
 
 
@@ -194,7 +196,8 @@ def export_csv(
     limit: Limit = None,
     jobs: Jobs = None,
 ) -> None:
-    """Export measurements as CSV, oldest first (columns: docs/data-format.md)."""
+    """Export measurements as CSV, oldest first (columns: docs/data-format.md);
+    with --limit N, the newest N."""
     from storage import export
     from storage.export_jobs import default_jobs
     from storage.timeline import register_csv_columns
@@ -203,6 +206,7 @@ def export_csv(
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
     with open_store(db) as store, _output(output) as out:
+        f = store.newest(f)
         count = export.export_csv(store, out, f, progress=_progress(), jobs=jobs or default_jobs())
     _done(count)
 
@@ -219,11 +223,13 @@ def export_jsonl(
     verdict: VerdictOption = None,
     limit: Limit = None,
 ) -> None:
-    """Export measurements losslessly as JSON Lines, oldest first (re-importable)."""
+    """Export measurements losslessly as JSON Lines, oldest first (re-importable);
+    with --limit N, the newest N."""
     from storage.jsonl import write_jsonl
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
     with open_store(db) as store, _output(output) as out:
+        f = store.newest(f)
         count = write_jsonl(store.iter_full(f, oldest_first=True), out, progress=_progress())
     _done(count)
 

@@ -186,13 +186,18 @@ def timeline_export(
 def report(
     country: Country = None,
     platform: Platform = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Only this domain (one series per vantage).")
+    ] = None,
     since: Since = None,
     until: Until = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Also write a self-contained HTML report here."),
     ] = None,
-    png: Annotated[Path | None, typer.Option(help="Also write the plot as a PNG here.")] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Also write the plot as a PNG here (a .png name).")
+    ] = None,
     as_csv: Annotated[
         bool,
         typer.Option(
@@ -203,14 +208,16 @@ def report(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Summarise measurements per vantage, network and day, against the reported timeline;
+    """Summarise measurements per vantage, endpoint, network and day, against the reported timeline;
     with several vantages, compare them (ISP x endpoint, status over time, flips)."""
     from storage.report import vantages as comparing
     from storage.report.summary import build_report, checks_from_rows
     from storage.report.text import render_text
     from storage.timeline import ReportedIndex, events_with_builtin
 
-    f = build_filter(since, until, None, platform, None, country, None, None)
+    if png is not None and png.suffix.lower() != ".png":
+        raise UsageError(f"--png writes a PNG image: give a name ending in .png, not {png.name!r}")
+    f = build_filter(since, until, domain, platform, None, country, None, None)
     refuse_directory(output)
     refuse_directory(png)
     with _store(db) as store:
@@ -218,7 +225,13 @@ def report(
         rows = store.iter_rows(f, oldest_first=True)
         checks = checks_from_rows(rows, ReportedIndex(events))
     result = build_report(
-        checks, events, country=f.country, platform=platform, since=f.since, until=f.until
+        checks,
+        events,
+        country=f.country,
+        platform=platform,
+        since=f.since,
+        until=f.until,
+        domain=f.domain,
     )
     comparison = comparing.compare(checks, result.events)
     if as_csv:

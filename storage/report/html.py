@@ -58,7 +58,7 @@ def render_html(report: Report, png: bytes | None, *, generated: dt.datetime | N
         "Shares are of conclusive checks (blocked or accessible); days are UTC days.</p>",
     ]
     if report.empty:
-        parts.append("<p>No measurements match.</p></body></html>")
+        parts += ["<p>No measurements match.</p>", _events(report), "</body></html>"]
         return "\n".join(parts)
     if png:
         data = base64.b64encode(png).decode("ascii")
@@ -67,6 +67,9 @@ def render_html(report: Report, png: bytes | None, *, generated: dt.datetime | N
         )
     parts += ["<h2>Per vantage</h2>", _table(text.SERIES_HEADER, text.series_rows(report.vantages))]
     parts += ["<h2>Per network</h2>", _table(text.SERIES_HEADER, text.series_rows(report.networks))]
+    parts += ["<h2>Per endpoint</h2>", _table(text.ENDPOINT_HEADER, text.endpoint_rows(report))]
+    blocked_when = "".join(f"<li>{esc(line)}</li>" for line in text.platform_lines(report))
+    parts += ["<h2>Which endpoints were blocked when</h2>", f"<ul>{blocked_when}</ul>"]
     r = report.rule
     parts += [
         "<h2>Blocking onset and end</h2>",
@@ -77,7 +80,7 @@ def render_html(report: Report, png: bytes | None, *, generated: dt.datetime | N
         "at the best-fitting change point nearby. Lag = detected minus the nearest reported "
         "change (positive: the network changed later than reported).</p>",
     ]
-    edges = text.edge_rows([*report.vantages, *report.networks])
+    edges = text.edge_rows([*report.vantages, *report.networks, *text.endpoint_edges(report)])
     parts.append(_table(text.EDGE_HEADER, edges) if edges else "<p>No sustained blocking.</p>")
     a = report.agreement
     parts += [

@@ -53,9 +53,10 @@ def render_png(report: Report, *, dpi: int = 100) -> bytes:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError:  # an optional extra: a probe on a Pi rarely draws reports
+    except ImportError:  # a dependency, but an install without it must still say so
         raise UsageError(
-            "the PNG and HTML reports need matplotlib: pip install 'reachprobe[report]'"
+            "the PNG and HTML reports need matplotlib (a reachprobe dependency): "
+            "pip install matplotlib"
         ) from None
 
     panels = report.vantages[:MAX_PANELS]
@@ -74,6 +75,8 @@ def render_png(report: Report, *, dpi: int = 100) -> bytes:
         _events(ax, report, label=i == 0)
     axes[-1].set_xlabel("day (UTC)")
     title = "Daily reachability per vantage"
+    if report.domain:
+        title += f", {report.domain}"
     if report.platform:
         title += f": {report.platform}"
     if report.country:
@@ -98,6 +101,8 @@ def _panel(ax: Any, series: Series, colours: dict[str, str]) -> None:
             ax.bar(x, heights, width=0.9, bottom=bottom, color=colour, linewidth=0)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.plot(x, access, color="black", linewidth=0.8, marker=".", markersize=3)
+    if len(series.endpoints) > 1:
+        _endpoint_lines(ax, series)
     ax.set_ylim(0, 1.05)
     ax.set_yticks([0, 0.5, 1])
     ax.set_yticklabels(["0%", "50%", "100%"])
@@ -108,6 +113,24 @@ def _panel(ax: Any, series: Series, colours: dict[str, str]) -> None:
         stop = _num(ep.end) if ep.end else (x[-1] + 0.5 if x else start)
         ax.axvspan(start, stop, ymin=0.97, ymax=1.0, color="black", alpha=0.6, linewidth=0)
     ax.xaxis_date()
+
+
+def _endpoint_lines(ax: Any, series: Series) -> None:
+    """One thin line per endpoint: its own daily reachability, so a block of
+    one endpoint among several shows although the pooled bar hardly moves."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    for i, endpoint in enumerate(series.endpoints[:10]):
+        days = [d for d in endpoint.days if d.conclusive]
+        ax.plot(
+            [_num(d.day) for d in days],
+            [d.accessible / d.conclusive for d in days],
+            color=_hex(cmap(i)),
+            linewidth=0.8,
+            label=endpoint.key,
+        )
+    ax.legend(fontsize=6, loc="lower left", ncols=min(4, len(series.endpoints)))
 
 
 def _events(ax: Any, report: Report, *, label: bool) -> None:

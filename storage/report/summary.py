@@ -166,6 +166,9 @@ class Series:
     edges: tuple[Edge, ...]
     agreement: Agreement
     vantages: tuple[str, ...] = ()
+    # one series per endpoint (domain) of a vantage's series: a block of one
+    # endpoint among seven is lost in the vantage's pooled share, not here
+    endpoints: tuple[Series, ...] = ()
 
     @property
     def blocked_share(self) -> float | None:
@@ -186,6 +189,7 @@ class Report:
     events: tuple[TimelineEvent, ...]  # the events drawn and listed, sorted
     total_checks: int
     days: tuple[dt.date, ...] = field(default=())  # every day with at least one check
+    domain: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -201,6 +205,7 @@ def build_report(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     rule: OnsetRule | None = None,
+    domain: str | None = None,
 ) -> Report:
     """Aggregate ``checks`` (already filtered) and read them against ``events``."""
     rule = rule or OnsetRule()
@@ -212,7 +217,15 @@ def build_report(
         by_vantage[c.vantage].append(c)
         by_network[c.network_key].append(c)
     vantages = tuple(
-        _series(key, _vantage_label(group), group, index, platform, rule)
+        _series(
+            key,
+            _vantage_label(group),
+            group,
+            index,
+            platform,
+            rule,
+            endpoints=_per_endpoint(group, index, platform, rule),
+        )
         for key, group in sorted(by_vantage.items())
     )
     networks = tuple(
@@ -220,12 +233,14 @@ def build_report(
     )
     countries = {c.country for c in checks if c.country} | ({country} if country else set())
     platforms = {c.platform for c in checks if c.platform} | ({platform} if platform else set())
+    # A period without measurements still shows its reported events (of any
+    # country or platform, unless one was asked for).
     shown = sorted(
         (
             e
             for e in all_events
-            if e.country in countries
-            and (e.platform in platforms or e.platform == "*")
+            if (e.country in countries or not countries)
+            and (e.platform in platforms or e.platform == "*" or not platforms)
             and _in_range(event_moment(e), since, until, checks)
         ),
         key=lambda e: (event_moment(e), e.title),
@@ -242,6 +257,7 @@ def build_report(
         events=tuple(shown),
         total_checks=len(checks),
         days=tuple(sorted({c.at.astimezone(dt.UTC).date() for c in checks})),
+        domain=domain,
     )
 
 
@@ -266,6 +282,17 @@ def _vantage_label(group: Sequence[Check]) -> str:
     return f"{c.vantage} ({', '.join(bits)})" if bits else c.vantage
 
 
+def _per_endpoint(
+    group: Sequence[Check], index: ReportedIndex, platform: str | None, rule: OnsetRule
+) -> tuple[Series, ...]:
+    by_domain: dict[str, list[Check]] = defaultdict(list)
+    for c in group:
+        by_domain[c.domain].append(c)
+    return tuple(
+        _series(d, d, checks, index, platform, rule) for d, checks in sorted(by_domain.items())
+    )
+
+
 def _series(
     key: str,
     label: str,
@@ -273,6 +300,7 @@ def _series(
     index: ReportedIndex,
     platform: str | None,
     rule: OnsetRule,
+    endpoints: tuple[Series, ...] = (),
 ) -> Series:
     ordered = sorted(group, key=lambda c: c.at)
     verdicts = Counter(c.verdict for c in ordered)
@@ -295,6 +323,7 @@ def _series(
         edges=_edges(episodes, ordered, index, platform),
         agreement=agreement(ordered),
         vantages=tuple(sorted({c.vantage for c in ordered})),
+        endpoints=endpoints,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 
 from storage.report.summary import Agreement, Report, Series
 from storage.timeline import ReportedIndex, event_moment
@@ -78,6 +79,49 @@ def edge_rows(series: Sequence[Series]) -> list[list[str]]:
     ]
 
 
+ENDPOINT_HEADER = ("vantage", "endpoint", "checks", "blocked", "methods", "blocked (UTC)")
+
+
+def _episodes(s: Series) -> str:
+    spans = [f"{fmt_time(e.onset)} .. {fmt_time(e.end) if e.end else 'now'}" for e in s.episodes]
+    return "; ".join(spans) or "-"
+
+
+def endpoint_rows(report: Report) -> list[list[str]]:
+    """One row per vantage and endpoint: its own share and sustained blocking."""
+    return [
+        [
+            v.key,
+            e.key,
+            str(e.checks),
+            percent(e.blocked_share),
+            fmt_methods(e.methods, 2),
+            _episodes(e),
+        ]
+        for v in report.vantages
+        for e in v.endpoints
+    ]
+
+
+def endpoint_edges(report: Report) -> list[Series]:
+    """Every endpoint series, keyed ``vantage / domain`` for the edge table."""
+    return [replace(e, key=f"{v.key} / {e.key}") for v in report.vantages for e in v.endpoints]
+
+
+def platform_lines(report: Report) -> list[str]:
+    """Per vantage, which endpoints were blocked when (sustained blocking only)."""
+    lines = []
+    for v in report.vantages:
+        blocked = [e for e in v.endpoints if e.episodes]
+        spans = [f"{e.key} blocked {_episodes(e)}" for e in blocked]
+        rest = len(v.endpoints) - len(blocked)
+        if rest:
+            other = "the other " if blocked else ""
+            spans.append(f"no sustained blocking on {other}{rest} endpoint(s)")
+        lines.append(f"{v.key}: " + "; ".join(spans))
+    return lines
+
+
 def agreement_rows(a: Agreement) -> list[list[str]]:
     return [
         ["measured blocked", str(a.blocked_reported_blocked), str(a.blocked_reported_restored)],
@@ -116,9 +160,12 @@ def render_text(report: Report) -> str:
         )
         if b
     )
+    if report.domain:
+        what = f"{report.domain} ({what})"
     lines = [f"Reachability report: {what}, {period(report)}"]
     if report.empty:
         lines.append("No measurements match.")
+        lines += _events(report)
         return "\n".join(lines) + "\n"
     lines.append(
         f"{report.total_checks} checks from {len(report.vantages)} vantage(s); shares are "
@@ -126,6 +173,8 @@ def render_text(report: Report) -> str:
     )
     lines += ["", "Per vantage", *_table(SERIES_HEADER, series_rows(report.vantages))]
     lines += ["", "Per network", *_table(SERIES_HEADER, series_rows(report.networks))]
+    lines += ["", "Per endpoint", *_table(ENDPOINT_HEADER, endpoint_rows(report))]
+    lines += ["", "Which endpoints were blocked when", *platform_lines(report)]
     r = report.rule
     lines += [
         "",
@@ -134,7 +183,7 @@ def render_text(report: Report) -> str:
         f"next {_hours(r.window)} (at least {r.min_checks}) are blocked; end: the same "
         f"with >= {r.end_share:.0%} accessible; lag = detected - reported)",
     ]
-    edges = edge_rows([*report.vantages, *report.networks])
+    edges = edge_rows([*report.vantages, *report.networks, *endpoint_edges(report)])
     lines += _table(EDGE_HEADER, edges) if edges else ["no sustained blocking detected"]
     a = report.agreement
     lines += [
@@ -145,13 +194,21 @@ def render_text(report: Report) -> str:
     ]
     header, rows = daily_rows(report)
     lines += ["", "Per day: blocked share (checks)", *_table(header, rows)]
-    if report.events:
-        lines += ["", "Reported events"]
-        lines += [
+    lines += _events(report)
+    return "\n".join(lines) + "\n"
+
+
+def _events(report: Report) -> list[str]:
+    if not report.events:
+        return []
+    return [
+        "",
+        "Reported events",
+        *(
             f"{e.date} {e.platform:<3} {e.kind:<10} {e.title} [{e.source}; {e.certainty}]"
             for e in report.events
-        ]
-    return "\n".join(lines) + "\n"
+        ),
+    ]
 
 
 def _hours(window: dt.timedelta) -> str:

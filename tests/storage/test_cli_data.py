@@ -222,3 +222,23 @@ def test_export_never_writes_through_a_planted_partial_link(  # type: ignore[no-
     assert not [
         p for p in tmp_path.iterdir() if p.name.endswith(".partial") and p.name != "out.csv.partial"
     ]
+
+
+def test_limit_means_the_newest_in_listings_and_exports(  # type: ignore[no-untyped-def]
+    capsys, monkeypatch, tmp_path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    with Store.open(url) as store:
+        ids = [
+            store.save(F.accessible(started_at=F.START.replace(day=day)), F.ACCESSIBLE, F.VANTAGE)
+            for day in (18, 19, 20, 21, 22)
+        ]
+    newest = ids[-2:]  # days 21 and 22
+    _, out, _ = run(capsys, monkeypatch, "measurements", "--db", url, "--limit", "2", "--json")
+    assert [r["id"] for r in json.loads(out)] == newest[::-1]  # newest first
+    _, out, _ = run(capsys, monkeypatch, "export", "jsonl", "--db", url, "--limit", "2")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == newest  # exported oldest first
+    _, out, _ = run(capsys, monkeypatch, "export", "csv", "--db", url, "--limit", "2")
+    assert [r["id"] for r in csv.DictReader(out.splitlines())] == newest
+    _, out, _ = run(capsys, monkeypatch, "export", "csv", "--db", url, "--limit", "9")
+    assert [r["id"] for r in csv.DictReader(out.splitlines())] == ids  # fewer than N: all

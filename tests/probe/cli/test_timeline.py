@@ -59,3 +59,23 @@ def test_report_command_writes_html_and_png(tmp_path: Path) -> None:
     assert "ooni:AS17557" in result.stdout and "Agreement" in result.stdout
     assert html.read_text().startswith("<!DOCTYPE html>")
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_per_domain_and_png_name(tmp_path: Path) -> None:
+    db = tmp_path / "db.sqlite"
+    with Store.open(str(db)) as store:
+        store.import_measurements(
+            convert([("t", d) for d in (accessible(), dns_blocked(), tls_reset())])
+        )
+    one = probe("report", "--domain", "x.com", "--since", "2024-02-01", db=db)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith("Reachability report: x.com (")
+    assert "Which endpoints were blocked when" in one.stdout
+    wrong = probe("report", "--png", str(tmp_path / "plot.html"), db=db)
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert wrong.stderr == (
+        "probe: --png writes a PNG image: give a name ending in .png, not 'plot.html'\n"
+    )
+    empty = probe("report", "--since", "2017-11-01", "--until", "2017-12-01", db=db)
+    assert empty.returncode == 0, empty.stderr
+    assert "No measurements match." in empty.stdout and "2017-11-25" in empty.stdout

@@ -102,3 +102,19 @@ def test_default_vantage_name_is_neutral_and_kept(
     assert socket.gethostname() not in first.name
     assert (tmp_path / "reachprobe" / "vantage-name").read_text().strip() == first.name
     assert _vantage(None, "chosen", None)[0].name == "chosen"
+
+
+def test_init_names_the_vantage_neutrally_or_as_told(tmp_path: Path) -> None:
+    import os
+    import tomllib
+
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    told = probe("init", str(tmp_path / "a.toml"), "--vantage", "lahore-1", env=env)
+    assert told.returncode == 0, told.stderr
+    assert tomllib.loads((tmp_path / "a.toml").read_text())["vantage"]["name"] == "lahore-1"
+    quiet = probe("init", str(tmp_path / "b.toml"), env=env)  # not a terminal: no question
+    assert quiet.returncode == 0, quiet.stderr
+    name = tomllib.loads((tmp_path / "b.toml").read_text())["vantage"]["name"]
+    assert name.startswith("probe-") and socket.gethostname() not in name
+    bad = probe("init", str(tmp_path / "c.toml"), "--vantage", 'a"b', env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("probe: invalid vantage name")

@@ -58,7 +58,7 @@ def test_empty_report_renders() -> None:
 
 
 def test_reports_without_matplotlib_fail_in_one_line(tmp_path: Path) -> None:
-    """matplotlib is the optional `report` extra: without it the terminal
+    """Should matplotlib be missing (a broken install), the terminal
     summary still works and -o says what to install, in one line."""
     import subprocess
     import sys
@@ -76,6 +76,7 @@ def test_reports_without_matplotlib_fail_in_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
-        "probe: the PNG and HTML reports need matplotlib: pip install 'reachprobe[report]'\n"
+        "probe: the PNG and HTML reports need matplotlib (a reachprobe dependency): "
+        "pip install matplotlib\n"
     )
     assert "Reachability report" in result.stdout
