@@ -91,13 +91,13 @@ def _open(browser: Any, url: str, **context: Any) -> tuple[Any, Console]:
     console = Console()
     console.attach(page)
     page.goto(url)
-    page.wait_for_selector("body[data-ready]", timeout=20_000)
+    page.wait_for_selector("body[data-ready]", timeout=60_000)  # slow under load
     return page, console
 
 
 def _wait_text(page: Any, selector: str, text: str) -> None:
     """Wait for text to appear (a locator: the page's policy forbids Playwright's eval)."""
-    page.locator(selector, has_text=text).wait_for(timeout=10_000)
+    page.locator(selector, has_text=text).wait_for(timeout=30_000)
 
 
 def test_page_shows_verdicts_time_view_and_evidence(collector: CollectorProcess) -> None:
