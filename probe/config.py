@@ -75,6 +75,7 @@ class ChecksConfig:
 class StorageConfig:
     url: str | None = None  # None: the storage package's default database
     retention_days: int = 0  # 0: keep forever
+    busy_timeout_s: float = 30.0  # how long a save waits for another writer (SQLite)
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
     "storage": {
         "url": (_text, "url"),
         "retention_days": (_integer, "retention_days"),
+        "busy_timeout": (parse_duration, "busy_timeout_s"),
     },
     "metrics": {
         "listen": (_text, "listen"),
@@ -384,6 +386,33 @@ def env_names() -> tuple[str, ...]:
         for section, keys in _SCHEMA.items()
         for key in keys
     )
+
+
+# Variables read elsewhere (not config keys): anything else with our
+# prefixes is most likely a typo that would otherwise be ignored silently.
+OTHER_ENV = frozenset(
+    {"REACHPROBE_CONFIG", "REACHPROBE_ISOLATED", "PROBE_DB", "PROBE_VANTAGE", "PROBE_PLATFORMS",
+     "PROBE_BLOCKPAGES", "PROBE_HELPER_TOKEN", "PROBE_TEST_PG_URL"}
+)  # fmt: skip
+
+
+def config_warnings(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """What is valid but probably not meant: typo'd variables, metrics open to all."""
+    known = OTHER_ENV | set(env_names())
+    names = os.environ if env is None else env
+    found = [
+        f"environment variable {n} is not a setting (a typo?); it is ignored"
+        for n in sorted(names)
+        if n.startswith((ENV_PREFIX, "PROBE_")) and n not in known
+    ]
+    address = config.metrics.address
+    if address is not None and address[0] in ("0.0.0.0", "::"):
+        found.append(
+            f"metrics.listen {config.metrics.listen!r} serves metrics on every interface "
+            f"(anyone who reaches this machine can read them); 127.0.0.1:{address[1]} keeps "
+            "them local"
+        )
+    return found
 
 
 def _reject_unknown(data: dict[str, Any], locate: _Locator) -> None:
@@ -447,6 +476,14 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
         raise fail("schedule.interval", "must be at least 1 second")
     if schedule.jitter_s >= schedule.interval_s:
         raise fail("schedule.jitter", "must be shorter than schedule.interval")
+    if not 0 < config.storage.busy_timeout_s <= 600:
+        raise fail("storage.busy_timeout", "must be between 0 and 600 seconds")
+    try:
+        from storage.database import resolve_url
+
+        resolve_url(config.storage.url or None)
+    except UsageError as exc:
+        raise fail("storage.url", str(exc)) from None
     if not 0 < config.checks.timeout_s <= 600:
         raise fail("checks.timeout", "must be between 0 and 600 seconds")
     if not config.targets.platforms and not config.targets.domains:

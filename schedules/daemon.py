@@ -208,7 +208,7 @@ class Daemon:
         targets = {t.domain: t for t in resolve_targets(config)}
         path = state_path(config)
         with exclusive(path):
-            store = Store.open(config.storage.url)
+            store = Store.open(config.storage.url, busy_timeout=config.storage.busy_timeout_s)
             if store.created:
                 log.info("created a new database %s", store.url)
             try:

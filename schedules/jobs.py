@@ -13,11 +13,14 @@ the state, and its target is due again at once, so the next start re-runs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from probe.errors import ProbeError, StorageError
 from probe.observations import rfc3339
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from storage.store import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -91,13 +95,13 @@ async def check_job(runner: Runner, domain: str) -> None:
     runner.state.update_target(domain, next_run=runner.clock())
 
 
-def _save(runner: Runner, obs: DomainObservations, verdict: Verdict) -> str:
+def _save(runner: Runner, obs: DomainObservations, verdict: Verdict, measurement: str) -> str:
     """Store one measurement (raises StorageError), then import any spooled ones.
 
     This measurement first: a spool that cannot be imported (a damaged file,
     a drain in another thread) must never cost the one in hand.
     """
-    measurement = runner.store.save(obs, verdict, runner.vantage)
+    runner.store.save(obs, verdict, runner.vantage, measurement)
     if runner.spool is not None and runner.spool.pending():
         try:
             added = runner.spool.drain(runner.store)
@@ -110,20 +114,78 @@ def _save(runner: Runner, obs: DomainObservations, verdict: Verdict) -> str:
     return measurement
 
 
+async def _in_daemon_thread(func: Callable[..., T], *args: object) -> T:
+    """``func(*args)`` in a daemon thread.
+
+    Unlike ``asyncio.to_thread`` the process does not wait for it at exit: a
+    save blocked on a locked database (up to its busy timeout) must not hold
+    a SIGTERM up; the measurement is spooled under the same id instead.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="probe-save", daemon=True).start()
+    return await future
+
+
+def _spooled_at_shutdown(
+    runner: Runner, domain: str, obs: DomainObservations, verdict: Verdict, measurement: str
+) -> None:
+    """Shutdown came while the save waited on the database: spool the
+    measurement under the same id (if the save commits after all, importing
+    it is a no-op), so stopping never waits for the busy timeout."""
+    where = "NOT stored (no spool)"
+    if runner.spool is not None:
+        try:
+            runner.spool.add(obs, verdict, runner.vantage, measurement)
+            where = f"kept in {runner.spool.path}"
+        except OSError as exc:
+            where = f"NOT stored (spool: {exc.strerror})"
+    log.warning("%s: shutdown while saving measurement %s; %s", domain, measurement, where)
+    old = runner.state.target(domain)
+    runner.state.update_target(
+        domain, last_finished=runner.clock(), last_outcome=st.INTERRUPTED,
+        interrupted=old.interrupted + 1, next_run=runner.clock(),
+    )  # fmt: skip
+
+
 def _unstored(
-    runner: Runner, domain: str, obs: DomainObservations, verdict: Verdict, exc: StorageError
+    runner: Runner,
+    domain: str,
+    obs: DomainObservations,
+    verdict: Verdict,
+    measurement: str,
+    exc: StorageError,
 ) -> None:
     """The database refused a measurement: keep it in the spool, and say so loudly."""
     where = "NOT stored anywhere"
     if runner.spool is not None:
         try:
-            measurement = runner.spool.add(obs, verdict, runner.vantage)
+            runner.spool.add(obs, verdict, runner.vantage, measurement)
             where = f"kept as {measurement} in {runner.spool.path} until the database is back"
         except OSError as spool_exc:
             where = (
                 f"spool {runner.spool.path} not writable ({spool_exc.strerror}): "
-                f"kept in memory ({runner.spool.in_memory} waiting) until the database "
-                "or the spool is back, LOST if the daemon stops first"
+                f"kept as {measurement} in memory ({runner.spool.in_memory} waiting) until "
+                "the database or the spool is back, LOST if the daemon stops first"
             )
     log.error("%s: database refused the measurement (%s); %s; verdict was %s",
               domain, exc, where, verdict.status)  # fmt: skip
@@ -141,12 +203,16 @@ async def _measure(runner: Runner, domain: str) -> None:
     blocked: str | None = None  # the stored measurement that found the target blocked
     try:
         async for obs, verdict in check_targets([target], runner.options):
+            measurement = str(uuid.uuid4())
             try:
                 # In a thread: a locked SQLite file may block for its whole busy
                 # timeout, and the event loop is timing other checks meanwhile.
-                measurement = await asyncio.to_thread(_save, runner, obs, verdict)
+                await _in_daemon_thread(_save, runner, obs, verdict, measurement)
             except StorageError as exc:
-                _unstored(runner, domain, obs, verdict, exc)
+                _unstored(runner, domain, obs, verdict, measurement, exc)
+                return
+            except asyncio.CancelledError:
+                _spooled_at_shutdown(runner, domain, obs, verdict, measurement)
                 return
             saved += 1
             blocking = ",".join(verdict.blocking)

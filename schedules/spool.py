@@ -64,8 +64,14 @@ class Spool:
         """Measurements held only in this process (the spool file could not be written)."""
         return len(self._memory)
 
-    def add(self, obs: DomainObservations, verdict: Verdict, vantage: Vantage) -> str:
-        """Append one measurement durably; returns its new UUID.
+    def add(
+        self,
+        obs: DomainObservations,
+        verdict: Verdict,
+        vantage: Vantage,
+        measurement_id: str | None = None,
+    ) -> str:
+        """Append one measurement durably; returns its UUID (``measurement_id`` or new).
 
         Raises OSError when the file cannot be written; the measurement is
         then kept in memory (see ``in_memory``) and retried at the next add or
@@ -75,7 +81,7 @@ class Spool:
         from storage.records import StoredMeasurement
         from storage.summary import measurement_row
 
-        measurement_id = str(uuid.uuid4())
+        measurement_id = measurement_id or str(uuid.uuid4())
         row = measurement_row(measurement_id, vantage, obs, verdict)
         line = json.dumps(encode(StoredMeasurement(row, obs, verdict)), ensure_ascii=False)
         with self._append:

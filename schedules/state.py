@@ -74,6 +74,7 @@ class StateFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.state = DaemonState()
+        self._failing: str | None = None  # the last write error, logged once
 
     def load(self) -> DaemonState:
         """The stored state; an unreadable file is logged and treated as empty."""
@@ -88,10 +89,30 @@ class StateFile:
         return self.state
 
     def save(self) -> None:
+        """Write the state; a full disk or an unwritable folder is logged, not raised.
+
+        The state only says when targets are due: losing an update costs at
+        most a re-run after a restart, while raising would stop the checks
+        themselves (a full disk used to stop all measuring).
+        """
+        try:
+            self._write()
+        except OSError as exc:
+            if self._failing != exc.strerror:
+                log.error("cannot write the daemon state %s (%s); measuring goes on, "
+                          "the schedule is kept in memory", self.path, exc.strerror)  # fmt: skip
+            self._failing = exc.strerror
+            return
+        if self._failing is not None:
+            log.warning("the daemon state %s is written again", self.path)
+            self._failing = None
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps(_encode(self.state), indent=1, sort_keys=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

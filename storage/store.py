@@ -169,9 +169,19 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def save(self, obs: DomainObservations, verdict: Verdict, vantage: Vantage) -> str:
-        """Store one measurement in one transaction and return its new UUID."""
-        measurement_id = str(uuid.uuid4())
+    def save(
+        self,
+        obs: DomainObservations,
+        verdict: Verdict,
+        vantage: Vantage,
+        measurement_id: str | None = None,
+    ) -> str:
+        """Store one measurement in one transaction and return its UUID.
+
+        ``measurement_id`` (new if None) lets a caller that may also spool
+        the measurement use one id for both: importing it later is then a no-op.
+        """
+        measurement_id = measurement_id or str(uuid.uuid4())
         row = measurement_row(measurement_id, vantage, obs, verdict)
         data = clean_tree(to_dict(obs))
         self._db.write(lambda conn: self._insert(conn, row, verdict, data, ignore_existing=False))

@@ -86,9 +86,11 @@ def config_check(
     as_json: bool = typer.Option(False, "--json", help="Print the effective config as JSON."),
 ) -> None:
     """Validate the config (syntax, keys, values, targets); exit 2 on the first error."""
-    from probe.config import describe, load_config, resolve_targets
+    from probe.config import config_warnings, describe, load_config, resolve_targets
 
     loaded = load_config(config)
+    for warning in config_warnings(loaded):
+        typer.echo(f"{config}: warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(describe(loaded), indent=2, default=str))
         return
@@ -103,11 +105,13 @@ def config_check(
 
 def run(config: str = _CONFIG_OPTION) -> None:
     """Check every configured target on its schedule until SIGTERM/SIGINT."""
-    from probe.config import load_config
+    from probe.config import config_warnings, load_config
     from schedules.daemon import run as run_daemon
 
     loaded = load_config(config)
     _journal_logging()
+    for warning in config_warnings(loaded):
+        logging.getLogger("probe").warning("%s", warning)
     raise typer.Exit(run_daemon(loaded))
 
 

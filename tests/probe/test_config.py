@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import example_config, load_config, parse_config, parse_duration
+from probe.config import (
+    config_warnings,
+    example_config,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 from probe.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +204,29 @@ def test_helpers_reach_the_check_options() -> None:
     assert check_options(parse_config(MINIMAL, "c.toml", env={})).helpers == ()
     with pytest.raises(ConfigError, match=r"checks\.helper"):
         parse_config(MINIMAL + '\n[checks]\nhelper = ["ftp://nope/"]\n', "c.toml", env={})
+
+
+def test_a_bad_storage_url_names_key_and_line() -> None:
+    text = MINIMAL + '[storage]\nurl = "mysql://x"\n'
+    message = _error(text)
+    assert message.startswith("c.toml:14: key 'storage.url': unsupported database 'mysql'")
+    assert "invalid database URL" in _error(MINIMAL + '[storage]\nurl = "garbage:::"\n')
+    env = {"REACHPROBE_STORAGE_URL": "postgresql://h:notaport/db"}
+    assert _error(MINIMAL, env).startswith(
+        "environment REACHPROBE_STORAGE_URL: key 'storage.url': invalid database URL"
+    )
+    assert "busy_timeout" in _error(MINIMAL + '[storage]\nbusy_timeout = "0s"\n')
+
+
+def test_warnings_for_typo_variables_and_metrics_on_every_interface() -> None:
+    config = parse_config(MINIMAL + '[metrics]\nlisten = ":9816"\n', "c.toml", env={})
+    env = {"REACHPROBE_SCHEDULE_INTERVALL": "5m", "PROBE_DBB": "x", "PROBE_DB": "y", "HOME": "/"}
+    assert config_warnings(config, env) == [
+        "environment variable PROBE_DBB is not a setting (a typo?); it is ignored",
+        "environment variable REACHPROBE_SCHEDULE_INTERVALL is not a setting (a typo?); "
+        "it is ignored",
+        "metrics.listen ':9816' serves metrics on every interface (anyone who reaches this "
+        "machine can read them); 127.0.0.1:9816 keeps them local",
+    ]
+    local = parse_config(MINIMAL + '[metrics]\nlisten = "127.0.0.1:9816"\n', "c.toml", env={})
+    assert config_warnings(local, {"REACHPROBE_STORAGE_URL": "x.db"}) == []
