@@ -155,12 +155,15 @@ def plan(options: CheckOptions) -> _Plan:
 
 
 async def check_targets(
-    targets: Sequence[Target], options: CheckOptions
+    targets: Sequence[Target], options: CheckOptions, stop: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[DomainObservations, Verdict]]:
     """Yield each domain's observations and verdict as it completes.
 
     Raises UsageError before measuring anything when the options are invalid;
-    never raises for network behaviour.
+    never raises for network behaviour.  Setting ``stop`` (Ctrl-C) ends the
+    run early without losing what finished: domains still being measured are
+    dropped, and those only waiting for the control sites are yielded at once
+    without them (with a note saying so).
     """
     from probe import fdlimit
     from probe.classify import classify
@@ -177,31 +180,61 @@ async def check_targets(
     # so memory stays flat however long the list.
     finished: asyncio.Queue[DomainObservations | BaseException] = asyncio.Queue()
 
+    waiting: set[asyncio.Task[Any]] = set()  # measured, waiting for the control sites
+
     async def one(target: Target) -> None:
         try:
             async with semaphore:
-                finished.put_nowait(await check_domain(target, run, controls_task))
+                finished.put_nowait(await check_domain(target, run, controls_task, waiting))
+        except asyncio.CancelledError as exc:  # dropped by an interrupt, or the run ends
+            finished.put_nowait(exc)
+            raise
         except Exception as exc:  # a bug, not network behaviour: the caller raises it
             finished.put_nowait(exc)
 
     tasks = [asyncio.create_task(one(t)) for t in targets]
+    watcher = asyncio.create_task(_interrupt(stop, tasks, waiting, controls_task))
     try:
         for _ in targets:
             item = await finished.get()
+            if isinstance(item, asyncio.CancelledError) and stop is not None and stop.is_set():
+                continue  # dropped by the interrupt: it had not finished
             if isinstance(item, BaseException):
                 raise item
             yield item, classify(item, run.fingerprints)
             del item
     finally:
-        for task in [*tasks, controls_task]:
+        for task in [*tasks, controls_task, watcher]:
             task.cancel()
-        await asyncio.gather(*tasks, controls_task, return_exceptions=True)
+        await asyncio.gather(*tasks, controls_task, watcher, return_exceptions=True)
+
+
+async def _interrupt(
+    stop: asyncio.Event | None,
+    tasks: Sequence[asyncio.Task[Any]],
+    waiting: set[asyncio.Task[Any]],
+    controls: asyncio.Task[Any],
+) -> None:
+    if stop is None:
+        return
+    await stop.wait()
+    for task in tasks:
+        if task not in waiting:
+            task.cancel()
+    controls.cancel()  # the waiting domains go on without the control sites
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def check_domain(
     target: Target,
     run: _Plan,
     controls: Awaitable[tuple[ControlSiteObservation, ...]] | None = None,
+    waiting: set[asyncio.Task[Any]] | None = None,
 ) -> DomainObservations:
     """Measure one domain under the run's deadline."""
     started_at = dt.datetime.now(dt.UTC)
@@ -220,8 +253,18 @@ async def check_domain(
     finally:
         helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
         _discard(listening)
-    control_sites = await controls if controls is not None else ()
     notes = _notes(queries, run.options.max_addresses_per_family)
+    control_sites: tuple[ControlSiteObservation, ...] = ()
+    if controls is not None:
+        task = asyncio.current_task()
+        if waiting is not None and task is not None:
+            waiting.add(task)
+        try:
+            control_sites = await controls
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            notes = (*notes, "control sites not measured: the run was interrupted")
     return DomainObservations(
         domain=target.domain,
         input=target.input,

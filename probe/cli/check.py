@@ -165,6 +165,7 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
     known (an interrupted list run keeps what it measured); returns the statuses."""
     import asyncio
     import logging
+    import signal
 
     from probe.check import check_targets
 
@@ -174,8 +175,30 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
     show.open(targets)
     log.info("checking %d domain(s), %.0f s deadline each", len(targets), options.timeout)
 
+    stop_requested = False
+
     async def go() -> None:
-        async for obs, verdict in check_targets(targets, options):
+        nonlocal stop_requested
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+
+        def on_sigint() -> None:
+            """First Ctrl-C: finish with what is measured; a second one: at once."""
+            nonlocal stop_requested
+            if stop.is_set() and main is not None:
+                main.cancel()
+            stop_requested = True
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            await _each(stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    async def _each(stop: asyncio.Event) -> None:
+        async for obs, verdict in check_targets(targets, options, stop):
             statuses.append(verdict.status.value)
             log.info("%s: %s (%d/%d)", obs.domain, verdict.status, len(statuses), len(targets))
             if progress:
@@ -191,9 +214,13 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
 
     try:
         asyncio.run(go())
+    except asyncio.CancelledError:  # a second Ctrl-C
+        raise KeyboardInterrupt from None
     finally:
         if progress:
             sys.stderr.write("\r\x1b[K")
+    if stop_requested:  # everything finished was printed and stored
+        raise KeyboardInterrupt
     return statuses
 
 

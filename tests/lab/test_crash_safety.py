@@ -122,6 +122,7 @@ def _finish(lab: Lab, config: Path, db: Path) -> str:
     return log
 
 
+@pytest.mark.timeout(900)  # ~1.5 min on an idle machine; each restart costs a start-up
 def test_fifty_sigkills_lose_nothing_saved_and_store_nothing_twice(
     clean_lab: Lab, tmp_path: Path
 ) -> None:
