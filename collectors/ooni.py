@@ -29,8 +29,10 @@ import binascii
 import dataclasses
 import datetime as dt
 import gzip
+import io
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,23 +85,41 @@ class ImportResult:
 # ------------------------------------------------------------------ reading
 
 
+MAX_DOCUMENT = 16 * 1024 * 1024  # characters: a measurement is KBs; a bigger line is hostile
+
+
 def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
     """("file:line", document) for every measurement in a JSON or JSONL file (.gz ok).
 
-    JSON Lines are streamed; a file whose first line is not a whole JSON
-    document is read as one JSON document (a measurement or a list of them).
-    Unparseable input yields ``(where, None)`` so the caller can report it.
+    ``-`` reads standard input (gzip recognised by its magic bytes).  JSON
+    Lines are streamed, a line at most :data:`MAX_DOCUMENT` long (a longer one
+    is skipped as unreadable without being held in memory: a small gzip file
+    can expand to gigabytes); a file whose first line is not a whole JSON
+    document is read as one JSON document (a measurement or a list of them),
+    within the same limit.  Unparseable input yields ``(where, None)`` so the
+    caller can report it.
     """
-    opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as stream:
+        with _open_text(path) as stream:
             first = True
-            for n, line in enumerate(stream, start=1):
+            n = 0
+            while True:
+                line = stream.readline(MAX_DOCUMENT + 1)
+                if not line:
+                    return
+                n += 1
+                if len(line) > MAX_DOCUMENT:
+                    while line and not line.endswith("\n"):  # skip the rest, bounded
+                        line = stream.readline(MAX_DOCUMENT)
+                    yield f"{path}:{n}", None
+                    first = False
+                    continue
                 if not line.strip():
                     continue
                 doc = _loads(line)
                 if doc is None and first:
-                    whole = _loads(line + stream.read())
+                    rest = stream.read(MAX_DOCUMENT - len(line) + 1)
+                    whole = _loads(line + rest) if len(line) + len(rest) <= MAX_DOCUMENT else None
                     items = whole if isinstance(whole, list) else [whole]
                     for i, item in enumerate(items, start=1):
                         yield f"{path}:item {i}", item
@@ -108,6 +128,16 @@ def read_documents(path: Path) -> Iterator[tuple[str, Any]]:
                 yield f"{path}:{n}", doc
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+def _open_text(path: Path) -> Any:
+    if str(path) == "-":
+        raw: Any = sys.stdin.buffer
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            raw = gzip.GzipFile(fileobj=raw)
+        return io.TextIOWrapper(raw, encoding="utf-8")
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    return opener(path, "rt", encoding="utf-8")
 
 
 def _loads(text: str) -> Any:

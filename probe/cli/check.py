@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from probe.targets import Target
     from probe.verdict import Verdict
     from storage import Store
-    from storage.records import Vantage
+    from storage.records import StoredMeasurement, Vantage
 
 _CONTROL_DEFAULTS = "example.com, www.wikipedia.org, www.cloudflare.com"
 
@@ -133,6 +133,7 @@ def check(
         statuses = _run(chosen, options, show)
     finally:
         if sink is not None:
+            sink.flush()
             sink.close()
     show.close(len(statuses))
     if sink is not None and sink.error is not None:
@@ -340,13 +341,19 @@ def generated_vantage_name() -> str:
 
 class _Sink:
     """Stores each result as it comes; the first database error is kept and
-    reported at the end (after every result was printed), exit status 4."""
+    reported at the end (after every result was printed), exit status 4.
+
+    After a refusal (a database locked past its busy timeout, say) the next
+    results are not tried one by one, each waiting the whole timeout: they
+    are kept and stored together in one last attempt when the run ends.
+    """
 
     def __init__(self, point: Vantage, db: str | None) -> None:
         self.point = point
         self.saved = 0
         self.error: StorageError | None = None
         self.store: Store | None = None
+        self.waiting: list[StoredMeasurement] = []
         try:
             from probe.cli.data import announce_created
             from storage import Store
@@ -359,11 +366,28 @@ class _Sink:
     def save(self, obs: DomainObservations, verdict: Verdict) -> None:
         if self.store is None:
             return
+        if self.waiting:
+            self.waiting.append(_stored(obs, verdict, self.point))
+            return
         try:
             self.store.save(obs, verdict, self.point)
             self.saved += 1
         except StorageError as exc:
             self.error = self.error or exc
+            self.waiting.append(_stored(obs, verdict, self.point))
+
+    def flush(self) -> None:
+        """The last attempt for results kept after a refusal (one busy timeout at most)."""
+        if self.store is None or not self.waiting:
+            return
+        try:
+            added, present = self.store.import_measurements(self.waiting)
+        except StorageError as exc:
+            self.error = exc
+            return
+        self.saved += added + present
+        self.waiting = []
+        self.error = None
 
     def stored_line(self, measured: int) -> str:
         """What was stored, and where (the privacy contract, docs/deploy.md)."""
@@ -383,3 +407,13 @@ class _Sink:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def _stored(obs: DomainObservations, verdict: Verdict, point: Vantage) -> StoredMeasurement:
+    import uuid
+
+    from storage.records import StoredMeasurement
+    from storage.summary import measurement_row
+
+    row = measurement_row(str(uuid.uuid4()), point, obs, verdict)
+    return StoredMeasurement(row, obs, verdict)

@@ -72,7 +72,11 @@ def init(
     text = example_config().replace('name = "my-probe"', f'name = "{name}"', 1)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, "utf-8")
+        # 0600: the config may come to hold a PostgreSQL password.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # also when --force rewrites an existing file
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     typer.echo(

@@ -269,7 +269,8 @@ def _write(path: Path, data: bytes) -> None:
 
 def import_ooni(
     files: Annotated[
-        list[Path], typer.Argument(metavar="FILE...", help="OONI JSON or JSONL (.gz ok).")
+        list[Path],
+        typer.Argument(metavar="FILE...", help="OONI JSON or JSONL (.gz ok); - for stdin."),
     ],
     country: Annotated[
         str | None, typer.Option(help="Only measurements from this country (probe_cc).")
@@ -281,7 +282,7 @@ def import_ooni(
     from collectors.ooni import convert, read_documents
 
     for path in files:
-        if not path.is_file():
+        if str(path) != "-" and not path.is_file():
             raise UsageError(f"no such file: {path}")
     bad: list[str] = []
     skipped: list[str] = []
@@ -297,6 +298,11 @@ def import_ooni(
         added, already = store.import_measurements(items)
     for problem in bad[:20]:
         typer.echo(_safe(f"skipped {problem}"), err=True)
+    if added + already == 0 and not skipped:
+        names = ", ".join(str(f) for f in files)
+        raise UsageError(
+            f"nothing importable in {names}: {len(bad)} unreadable, no OONI measurement"
+        )
     typer.echo(
         f"{added} measurement(s) imported, {already} already present, "
         f"{len(skipped)} not web_connectivity or not matching, {len(bad)} unreadable"

@@ -174,6 +174,7 @@ def test_cli_init_then_check_then_bad_config(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     written = tmp_path / "conf" / "probe.toml"
     assert written.read_text() == example_config()
+    assert written.stat().st_mode & 0o777 == 0o600  # it may come to hold a password
     again = _probe("init", "conf/probe.toml", cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr
 

@@ -128,3 +128,37 @@ def test_unstorable_results_are_printed_then_exit_4(tmp_path: Path) -> None:
     assert '"domain": "gone.test"' in result.stdout  # the measurement is not lost
     assert result.stderr.startswith("probe: results printed but 1 of 1 NOT stored")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_locked_database_costs_one_busy_timeout_not_one_per_domain(tmp_path: Path) -> None:
+    """Three results while another writer holds the lock: one wait, not three
+    (it was three 30 s attempts per domain), then all stored together, once."""
+    import sqlite3
+
+    from probe.classify import classify
+    from probe.cli.check import _Sink
+    from storage import Store, Vantage
+    from tests.probe.builders import working
+
+    db = tmp_path / "probe.db"
+    sink = _Sink(Vantage("v"), str(db))
+    assert sink.store is not None
+    sink.store.close()
+    sink.store = Store.open(str(db), busy_timeout=0.3)
+    obs = working()
+    with sqlite3.connect(db, isolation_level=None) as locker:
+        locker.execute("BEGIN IMMEDIATE")
+        calls = []
+        real_save = sink.store.save
+        sink.store.save = lambda *a: calls.append(a) or real_save(*a)  # type: ignore[method-assign]
+        for _ in range(3):
+            sink.save(obs, classify(obs))
+        assert len(calls) == 1 and len(sink.waiting) == 3  # one wait, not one per result
+        assert sink.error is not None and "database is locked" in str(sink.error)
+        assert "more than 0.3 s" in str(sink.error)
+        locker.execute("ROLLBACK")
+    sink.flush()
+    sink.close()
+    assert sink.error is None and sink.saved == 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (3,)
