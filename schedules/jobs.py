@@ -152,19 +152,28 @@ def _spooled_at_shutdown(
     """Shutdown came while the save waited on the database: spool the
     measurement under the same id (if the save commits after all, importing
     it is a no-op), so stopping never waits for the busy timeout."""
-    where = "NOT stored (no spool)"
-    if runner.spool is not None:
-        try:
-            runner.spool.add(obs, verdict, runner.vantage, measurement)
-            where = f"kept in {runner.spool.path}"
-        except OSError as exc:
-            where = f"NOT stored (spool: {exc.strerror})"
-    log.warning("%s: shutdown while saving measurement %s; %s", domain, measurement, where)
+    where = _keep(runner, obs, verdict, measurement)
+    log.warning("%s: shutdown while saving the measurement; %s", domain, where)
     old = runner.state.target(domain)
     runner.state.update_target(
         domain, last_finished=runner.clock(), last_outcome=st.INTERRUPTED,
         interrupted=old.interrupted + 1, next_run=runner.clock(),
     )  # fmt: skip
+
+
+def _keep(runner: Runner, obs: DomainObservations, verdict: Verdict, measurement: str) -> str:
+    """Spool a measurement the database did not take; where it is now, for the log."""
+    if runner.spool is None:
+        return "NOT stored anywhere"
+    try:
+        runner.spool.add(obs, verdict, runner.vantage, measurement)
+    except OSError as exc:
+        return (
+            f"spool {runner.spool.path} not writable ({exc.strerror}): "
+            f"kept as {measurement} in memory ({runner.spool.in_memory} waiting) until "
+            "the database or the spool is back, LOST if the daemon stops first"
+        )
+    return f"kept as {measurement} in {runner.spool.path} until the database is back"
 
 
 def _unstored(
@@ -176,17 +185,7 @@ def _unstored(
     exc: StorageError,
 ) -> None:
     """The database refused a measurement: keep it in the spool, and say so loudly."""
-    where = "NOT stored anywhere"
-    if runner.spool is not None:
-        try:
-            runner.spool.add(obs, verdict, runner.vantage, measurement)
-            where = f"kept as {measurement} in {runner.spool.path} until the database is back"
-        except OSError as spool_exc:
-            where = (
-                f"spool {runner.spool.path} not writable ({spool_exc.strerror}): "
-                f"kept as {measurement} in memory ({runner.spool.in_memory} waiting) until "
-                "the database or the spool is back, LOST if the daemon stops first"
-            )
+    where = _keep(runner, obs, verdict, measurement)
     log.error("%s: database refused the measurement (%s); %s; verdict was %s",
               domain, exc, where, verdict.status)  # fmt: skip
     _failed(runner, domain, "storage", str(exc))
