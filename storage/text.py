@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 REPLACEMENT = "\ufffd"
-FORMULA_START = "=+-@\t\r"  # first characters a spreadsheet may evaluate
+# First characters a spreadsheet may evaluate: OWASP's list, a line break, the
+# pipe (DDE in some), and the full-width forms some spreadsheets normalise.
+FORMULA_START = "=+-@\t\r\n|\uff1d\uff0b\uff0d\uff20"
 
 
 def clean_text(text: str) -> str:

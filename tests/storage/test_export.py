@@ -111,7 +111,9 @@ def test_hostile_text_stays_one_valid_cell(store: Store) -> None:
     assert rows[0]["http_title"] == 'a, "quoted"\r\nsecond line and \ufffd bytes'
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize(
+    "start", ["=", "+", "-", "@", "\t", "\r", "\n", "|", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
+)
 def test_formulas_are_neutralised_but_numbers_are_not(store: Store, start: str) -> None:
     payload = f'{start}HYPERLINK("http://198.51.100.9/","x")'
     vantage = Vantage(name=f"{start}cmd|' /C calc'!A0", country="PK", asn=-1, network="@net")
