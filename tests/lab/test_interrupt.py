@@ -56,7 +56,9 @@ def test_ctrl_c_keeps_every_finished_domain(clean_lab: Lab, tmp_path: Path, as_j
     if as_json:
         printed = [json.loads(line)["domain"] for line in text.splitlines() if line.strip()]
     else:
-        printed = [line.split()[0] for line in text.splitlines() if line and not line[0].isspace()]
+        verdicts = {"ACCESSIBLE", "BLOCKED", "DOWN", "OFFLINE", "INCONCLUSIVE"}
+        rows = [line.split() for line in text.splitlines() if line and not line[0].isspace()]
+        printed = [r[0] for r in rows if len(r) > 1 and r[1] in verdicts]
     stored = _stored(db)
     assert "x.com" not in printed and "x.com" not in stored
     assert len(printed) == 6, text
