@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,9 +149,14 @@ def test_a_locked_database_costs_one_busy_timeout_not_one_per_domain(tmp_path: P
     obs = working()
     with sqlite3.connect(db, isolation_level=None) as locker:
         locker.execute("BEGIN IMMEDIATE")
-        calls = []
+        calls: list[tuple[object, ...]] = []
         real_save = sink.store.save
-        sink.store.save = lambda *a: calls.append(a) or real_save(*a)  # type: ignore[method-assign]
+
+        def counted(*args: Any) -> str:
+            calls.append(args)
+            return real_save(*args)
+
+        sink.store.save = counted  # type: ignore[method-assign,assignment]
         for _ in range(3):
             sink.save(obs, classify(obs))
         assert len(calls) == 1 and len(sink.waiting) == 3  # one wait, not one per result
