@@ -141,6 +141,10 @@ def plan(options: CheckOptions) -> _Plan:
     normalize_domain(options.control_sni)
     for url in options.helpers:
         check_url(url)
+    if options.helpers:
+        # The helper client's HTTP stack, imported now rather than on the event
+        # loop mid-check, where it would hold back every check already started.
+        import httpx  # noqa: F401
     for name in options.control_domains:
         normalize_domain(name)
     resolver = dns.parse_resolver(options.resolver) if options.resolver else dns.system_resolver()

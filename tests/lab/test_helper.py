@@ -105,7 +105,7 @@ def test_blocked_helper_with_sni_filtering_is_still_blocked_in_time(clean: Helpe
     assert result["duration_ms"] <= (TIMEOUT + 1) * 1000, context  # T + 1 s
     helper = result["control"]["helper"]
     assert helper["failure"] == "timeout" and helper["saw_site"] is None, context
-    assert any("No control helper answered" in r for r in result["reasons"]), context
+    assert any("No control helper answered" in r for r in result["notes"]), context
     assert wall <= RUN_BOUND_S, context  # interpreter start included: slow on a loaded machine
 
 
