@@ -173,10 +173,7 @@ async def check_targets(
     from probe.classify import classify
 
     run = plan(options)
-    per_check = fdlimit.per_domain(
-        options.max_addresses_per_family, 1 + len(run.control_resolvers), len(options.helpers)
-    )
-    concurrency = fdlimit.fit_concurrency(min(options.concurrency, len(targets) or 1), per_check)
+    concurrency = fdlimit.allowed_concurrency(options, min(options.concurrency, len(targets) or 1))
     controls_task = asyncio.create_task(_check_control_sites(run))
     semaphore = asyncio.Semaphore(concurrency)
     # Results are handed over through a queue, not kept as the tasks' results:

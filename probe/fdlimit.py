@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import logging
 import resource
+from typing import TYPE_CHECKING
 
 from probe.errors import UsageError
+
+if TYPE_CHECKING:
+    from probe.check import CheckOptions
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,26 @@ PER_RESOLVER = 2  # A and AAAA at once
 def per_domain(max_addresses_per_family: int, resolvers: int, helpers: int) -> int:
     """Descriptors one domain's check may hold at once (both families dialled)."""
     return 2 * max_addresses_per_family * PER_ADDRESS + PER_RESOLVER * (resolvers + helpers)
+
+
+def allowed_concurrency(
+    options: CheckOptions, requested: int, *, control_sites_each: bool = False
+) -> int:
+    """How many domains may be measured at once: ``requested``, fitted to RLIMIT_NOFILE.
+
+    Shared by ``probe check`` (one run, the control sites checked once) and
+    the daemon (``control_sites_each``: every scheduled check runs its own
+    control-site handshakes beside the domain's).  Raises UsageError when not
+    even one check fits.
+    """
+    per_check = per_domain(
+        options.max_addresses_per_family,
+        1 + len(options.control_resolvers),
+        len(options.helpers),
+    )
+    if control_sites_each:
+        per_check += len(options.control_domains) * (PER_RESOLVER + 1)
+    return fit_concurrency(requested, per_check)
 
 
 def descriptor_limit() -> int | None:

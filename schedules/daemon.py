@@ -198,6 +198,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         from probe.check import plan
         from probe.config import check_options, resolve_targets, vantage_of
+        from probe.fdlimit import allowed_concurrency
         from schedules.metrics import Metrics
         from schedules.tracing import tracer_for
         from storage.store import Store
@@ -205,6 +206,10 @@ class Daemon:
         config = self.config
         options = check_options(config)
         plan(options)  # bad options fail now, not at the first run
+        # Checks at once, fitted to the descriptor limit (or refused) now, not by EMFILE later.
+        concurrency = allowed_concurrency(
+            options, config.checks.concurrency, control_sites_each=True
+        )
         targets = {t.domain: t for t in resolve_targets(config)}
         path = state_path(config)
         with exclusive(path):
@@ -226,7 +231,7 @@ class Daemon:
                     state=state,
                     metrics=metrics,
                     spool=spool,
-                    concurrency=config.checks.concurrency,
+                    concurrency=concurrency,
                     tracer=tracer_for(config),
                 )
                 listener = None

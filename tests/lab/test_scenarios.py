@@ -49,10 +49,14 @@ def run_probe(
     platform: str | None = None,
     extra: Sequence[str] = (),
     prefix: Sequence[str] = (),
+    store: bool = False,
 ) -> ProbeRun:
     """Run the probe (``extra``: more options; ``prefix``: a command that runs it, such as
-    ``prlimit``); a domain reported twice is a contract violation, caught here."""
+    ``prlimit``; ``store``: without ``--no-store``, ``extra`` names the database); a domain
+    reported twice is a contract violation, caught here."""
     argv = [*prefix, *lab.probe_argv(domains, platform=platform, timeout=TIMEOUT), *extra]
+    if store:
+        argv.remove("--no-store")
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT + 60, check=False)
     wall = time.monotonic() - start

@@ -220,6 +220,28 @@ def test_health_and_one_daemon_per_state(tmp_path: Path, dns: DNSServer) -> None
         assert first.terminate() == 0
 
 
+def test_the_daemon_fits_its_concurrency_to_the_descriptor_limit(
+    tmp_path: Path, dns: DNSServer
+) -> None:
+    """Under ``ulimit -n 256`` a daemon asked for 64 checks at once lowers that (says so
+    once) and measures; a limit too small for one check is refused at start, in one line."""
+    db = tmp_path / "probe.db"
+    config = write_config(
+        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=db, metrics=False
+    )
+    config.write_text(config.read_text().replace("[checks]\n", "[checks]\nconcurrency = 64\n"))
+    with DaemonProcess(config, prefix=("prlimit", "--nofile=256:256", "--")) as daemon:
+        daemon.wait_for(r"concurrency 64 lowered to \d+: 256 file descriptors allowed")
+        daemon.wait_for(r"fast\.test: offline .*measurement", count=2)
+        assert daemon.terminate() == 0
+    assert daemon.log.count("file descriptors allowed") == 1, daemon.log
+    with DaemonProcess(config, prefix=("prlimit", "--nofile=40:40", "--")) as refused:
+        assert refused.proc.wait(20) == 2
+        refused._reader.join(2)
+    assert len(refused.lines) == 1, refused.log
+    assert "only 40 file descriptors allowed (ulimit -n)" in refused.log
+
+
 def _threads(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
