@@ -87,6 +87,40 @@ def _register() -> None:
         module.register(app)
 
 
+def _only(command: str | None) -> None:
+    """Keep only the top-level command about to run on :data:`app`.
+
+    Typer turns every registered function into a click command (reading
+    signatures and type hints) before parsing anything; for one command that
+    work is wasted on the other two dozen, about a tenth of a one-off check's
+    CPU on a Pi.  Without a known command name (``probe``, ``probe --help``,
+    a typo that needs suggestions) everything stays, so help and errors are
+    unchanged; so it does on an app without a root callback, which Typer
+    would turn into that lone command.
+    """
+    if app.registered_callback is None:
+        return
+    from typer.main import get_command_name, solve_typer_info_defaults
+
+    def name(info: typer.models.CommandInfo) -> str | None:
+        if info.name:
+            return info.name
+        return get_command_name(info.callback.__name__) if info.callback else None
+
+    commands = [c for c in app.registered_commands if name(c) == command]
+    groups = [g for g in app.registered_groups if solve_typer_info_defaults(g).name == command]
+    if len(commands) + len(groups) == 1:
+        app.registered_commands, app.registered_groups = commands, groups
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The top-level command ``args`` run, if nothing but ``-v`` comes before it."""
+    for arg in args:
+        if arg not in _VERBOSE:
+            return None if arg.startswith("-") else arg
+    return None
+
+
 def fail(message: str, status: ExitStatus) -> None:
     """Print ``probe: message`` on one line and exit with ``status``."""
     first_line = message.strip().splitlines()[0] if message.strip() else "error"
@@ -96,8 +130,10 @@ def fail(message: str, status: ExitStatus) -> None:
 
 def main() -> None:
     _register()
+    args = _hoist_verbose(sys.argv[1:])
+    _only(_command_of(args))
     try:
-        status = app(args=_hoist_verbose(sys.argv[1:]), prog_name="probe", standalone_mode=False)
+        status = app(args=args, prog_name="probe", standalone_mode=False)
     except ProbeError as exc:
         fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:

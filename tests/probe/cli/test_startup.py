@@ -1,0 +1,80 @@
+"""A command run by name is built alone, and exactly as in the full command line.
+
+``probe check x.com`` builds only ``check`` (the one-off check's start-up
+cost on a Pi); these tests hold that its help, options and arguments are the
+ones ``probe --help`` would have led to, for every top-level command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer.main
+from typer._click import Context
+
+import probe.cli as cli
+
+
+@pytest.fixture
+def app() -> Iterator[typer.Typer]:
+    if not cli.app.registered_commands:
+        cli._register()
+    commands, groups = list(cli.app.registered_commands), list(cli.app.registered_groups)
+    yield cli.app
+    cli.app.registered_commands, cli.app.registered_groups = commands, groups
+
+
+def described(command: Any, ctx: Any) -> Any:
+    """The command's help text, its parameters, and the same for its subcommands."""
+    params = [
+        (p.name, p.opts, p.secondary_opts, p.default, p.required, p.nargs, p.envvar, p.type.name)
+        for p in command.params
+    ]
+    subcommands = {
+        name: described(sub, Context(sub, info_name=name, parent=ctx))
+        for name, sub in getattr(command, "commands", {}).items()
+    }
+    return command.get_help(ctx), params, subcommands
+
+
+def top(group: Any, name: str) -> Any:
+    root = Context(group, info_name="probe")
+    command = group.commands[name]
+    return described(command, Context(command, info_name=name, parent=root))
+
+
+def test_each_command_alone_is_the_same_command(app: typer.Typer) -> None:
+    full = typer.main.get_command(app)
+    names = list(full.commands)  # type: ignore[attr-defined]
+    assert {"check", "run", "report", "export", "collector"} <= set(names)
+    commands, groups = list(app.registered_commands), list(app.registered_groups)
+    for name in names:
+        app.registered_commands, app.registered_groups = list(commands), list(groups)
+        cli._only(name)
+        alone = typer.main.get_command(app)
+        assert list(alone.commands) == [name]  # type: ignore[attr-defined]
+        assert top(alone, name) == top(full, name), name
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["check", "x.com"], "check"),
+        (["-v", "check", "x.com", "--json"], "check"),
+        (["--help", "check"], None),
+        (["--version"], None),
+        ([], None),
+        (["db", "upgrade"], "db"),
+    ],
+)
+def test_command_named_by_the_arguments(argv: list[str], command: str | None) -> None:
+    assert cli._command_of(cli._hoist_verbose(argv)) == command
+
+
+def test_unknown_or_no_command_keeps_everything(app: typer.Typer) -> None:
+    before = len(app.registered_commands), len(app.registered_groups)
+    cli._only("chek")
+    cli._only(None)
+    assert (len(app.registered_commands), len(app.registered_groups)) == before
