@@ -26,7 +26,7 @@ from probe.errors import UsageError
 from storage.database import Database
 from storage.models import vantages
 from storage.records import Vantage
-from storage.store import vantage_key
+from storage.store import vantage_row
 
 TOKEN_PREFIX = "rpv1_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -73,21 +73,13 @@ class Registry:
             ).first()
             if taken is not None:
                 raise UsageError(f"vantage {vantage.name!r} is already registered")
-            key = vantage_key(vantage)
+            row = vantage_row(vantage)
             registration = {"token_hash": hash_token(token), "revoked": False, "created_at": now}
-            found = conn.execute(select(v.id).where(v.key == key)).scalar()
+            found = conn.execute(select(v.id).where(v.key == row["key"])).scalar()
             if found is not None:  # measurements were imported under it before
                 conn.execute(update(vantages).where(v.id == found).values(registration))
                 return int(found)
-            values = {
-                "key": key,
-                "name": vantage.name,
-                "country": vantage.country,
-                "asn": vantage.asn,
-                "network": vantage.network,
-                "notes": vantage.notes,
-                **registration,
-            }
+            values = {**row, **registration}
             return int(conn.execute(insert(vantages).values(values).returning(v.id)).scalar_one())
 
         new_id = self._db.write(run)

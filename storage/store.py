@@ -244,15 +244,7 @@ class Store:
         cached = self._vantage_ids.get(key)
         if cached is not None:
             return cached
-        values = {
-            "key": key,
-            "name": vantage.name,
-            "country": vantage.country,
-            "asn": vantage.asn,
-            "network": vantage.network,
-            "notes": vantage.notes,
-        }
-        inserted = self._insert_new(conn, vantages, ["key"], _clean(values))
+        inserted = self._insert_new(conn, vantages, ["key"], vantage_row(vantage))
         if inserted is not None:  # not cached: this transaction may still roll back
             return int(inserted)
         found: int = conn.execute(select(v.id).where(v.key == key)).scalar_one()
@@ -441,6 +433,20 @@ def vantage_key(vantage: Vantage) -> str:
     """The ``vantages.key`` of one exact description (every field counts)."""
     fields = [vantage.name, vantage.country, vantage.asn, vantage.network, vantage.notes]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def vantage_row(vantage: Vantage) -> dict[str, Any]:
+    """The ``vantages`` columns describing ``vantage`` (text cleaned for every backend)."""
+    return _clean(
+        {
+            "key": vantage_key(vantage),
+            "name": vantage.name,
+            "country": vantage.country,
+            "asn": vantage.asn,
+            "network": vantage.network,
+            "notes": vantage.notes,
+        }
+    )
 
 
 def measurement_values(row: MeasurementRow, verdict: Verdict, vantage_id: int) -> dict[str, Any]:

@@ -161,22 +161,26 @@ def flow_of(raw: bytes) -> Flow | None:
     if len(raw) < 20 or raw[0] >> 4 != 4:
         return None
     ihl = (raw[0] & 0x0F) * 4
-    proto = raw[9]
-    if proto == ICMP:
+    if raw[9] == ICMP:
         if len(raw) < ihl + 8 or raw[ihl] not in (ICMP_TIME_EXCEEDED, ICMP_UNREACHABLE):
             return None
         return _quoted(raw[ihl + 8 :])
-    if proto not in (TCP, UDP) or len(raw) < ihl + 4:
+    answer = _transport(raw)
+    if answer is None:
         return None
-    src = str(ipaddress.IPv4Address(raw[12:16]))
-    dst = str(ipaddress.IPv4Address(raw[16:20]))
-    sport = int.from_bytes(raw[ihl : ihl + 2], "big")
-    dport = int.from_bytes(raw[ihl + 2 : ihl + 4], "big")
-    return Flow(proto, dst, dport, src, sport)
+    proto, src, sport, dst, dport = answer
+    return Flow(proto, dst, dport, src, sport)  # an answer: its source is where we sent
 
 
 def _quoted(data: bytes) -> Flow | None:
     """The flow of the IP header + 8 transport bytes an ICMP error carries (RFC 792)."""
+    sent = _transport(data)
+    return None if sent is None else Flow(*sent)
+
+
+def _transport(data: bytes) -> tuple[int, str, int, str, int] | None:
+    """(protocol, source, source port, destination, destination port) of a TCP or UDP
+    IPv4 header, read from its first bytes; None for anything else or too short."""
     if len(data) < 20 or data[0] >> 4 != 4:
         return None
     ihl = (data[0] & 0x0F) * 4
@@ -187,7 +191,7 @@ def _quoted(data: bytes) -> Flow | None:
     dst = str(ipaddress.IPv4Address(data[16:20]))
     sport = int.from_bytes(data[ihl : ihl + 2], "big")
     dport = int.from_bytes(data[ihl + 2 : ihl + 4], "big")
-    return Flow(proto, src, sport, dst, dport)
+    return proto, src, sport, dst, dport
 
 
 def _option(option: object) -> str:

@@ -70,16 +70,11 @@ def checks_from_rows(rows: Iterable[MeasurementRow], index: ReportedIndex | None
     return out
 
 
-@dataclass(frozen=True)
-class DayStat:
-    day: dt.date
-    checks: int
+class Tally:
+    """Blocked and accessible counts of some checks; the other verdicts are inconclusive."""
+
     blocked: int
     accessible: int
-    methods: tuple[tuple[str, int], ...]  # blocking methods seen that day, most common first
-    # blocked checks by their first (main) method, "unspecified" when none: these add up
-    # to ``blocked``, so the plot can split the blocked share by method
-    primary: tuple[tuple[str, int], ...] = ()
 
     @property
     def conclusive(self) -> int:
@@ -88,6 +83,18 @@ class DayStat:
     @property
     def blocked_share(self) -> float | None:
         return self.blocked / self.conclusive if self.conclusive else None
+
+
+@dataclass(frozen=True)
+class DayStat(Tally):
+    day: dt.date
+    checks: int
+    blocked: int
+    accessible: int
+    methods: tuple[tuple[str, int], ...]  # blocking methods seen that day, most common first
+    # blocked checks by their first (main) method, "unspecified" when none: these add up
+    # to ``blocked``, so the plot can split the blocked share by method
+    primary: tuple[tuple[str, int], ...] = ()
 
     @property
     def reachability(self) -> float | None:

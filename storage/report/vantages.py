@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from storage.records import TimelineEvent
-from storage.report.summary import ACCESSIBLE, BLOCKED, Check
+from storage.report.summary import ACCESSIBLE, BLOCKED, Check, Tally
+from storage.report.text import fmt_time, percent
 from storage.text import spreadsheet_safe
 from storage.timeline import event_moment
 
@@ -33,7 +34,7 @@ MAX_STRIP = 100  # characters of a status strip; longer periods put several days
 
 
 @dataclass(frozen=True)
-class Day:
+class Day(Tally):
     """One vantage's checks of one endpoint on one UTC day."""
 
     day: dt.date
@@ -46,14 +47,9 @@ class Day:
     methods: tuple[tuple[str, int], ...]
     reported: str  # the reported status at the day's last check
 
-    @property
-    def blocked_share(self) -> float | None:
-        conclusive = self.blocked + self.accessible
-        return self.blocked / conclusive if conclusive else None
-
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(Tally):
     """One ISP's checks of one endpoint over the whole period."""
 
     network: str
@@ -65,11 +61,6 @@ class Cell:
     methods: tuple[tuple[str, int], ...]
     first_blocked: dt.datetime | None
     last_blocked: dt.datetime | None
-
-    @property
-    def blocked_share(self) -> float | None:
-        conclusive = self.blocked + self.accessible
-        return self.blocked / conclusive if conclusive else None
 
 
 @dataclass(frozen=True)
@@ -188,14 +179,6 @@ def _cell(network: str, endpoint: str, group: Sequence[Check]) -> Cell:
 # ------------------------------------------------------------------ text
 
 
-def _percent(share: float | None) -> str:
-    return "-" if share is None else f"{share * 100:.0f}%"
-
-
-def _time(when: dt.datetime | None) -> str:
-    return "-" if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _methods(methods: Sequence[tuple[str, int]], limit: int = 2) -> str:
     return ", ".join(f"{m} {n}" for m, n in methods[:limit]) or "-"
 
@@ -277,10 +260,10 @@ def render_text(comparison: Comparison) -> str:
             c.network,
             c.endpoint,
             str(c.checks),
-            _percent(c.blocked_share),
+            percent(c.blocked_share),
             _methods(c.methods),
-            _time(c.first_blocked),
-            _time(c.last_blocked),
+            fmt_time(c.first_blocked),
+            fmt_time(c.last_blocked),
         ]
         for c in comparison.cells
     ]
