@@ -32,6 +32,12 @@ HANDSHAKE_LIMIT = 256 * 1024
 KiB (OpenSSL refuses chains over 100 KiB); a server streaming HelloRequests,
 which the client must ignore mid-handshake, would keep a core busy until the
 deadline."""
+POST_HANDSHAKE_LIMIT = 1024 * 1024
+"""Bytes a server may send after the handshake beyond the application data they
+carry.  Real ones are record overhead and a few session tickets, plus what
+asyncio holds before decrypting (at most 256 KiB and one read); a server
+streaming HelloRequests or session tickets sends nothing to read, and the
+client would decrypt them at wire speed until the deadline."""
 _DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)  # private chain API (< 3.13)
 
 
@@ -123,7 +129,8 @@ def _unverified_context(alpn: tuple[str, ...]) -> ssl.SSLContext:
 
 class _Meter(asyncio.BufferedProtocol):
     """Stands between a socket transport and the TLS protocol reading it, counting
-    the bytes the peer sends; aborts the connection past ``limit`` (None: no limit)."""
+    the bytes the peer sends; aborts the connection once more than ``limit`` of
+    them (None: no limit) carried no application data (see :class:`_Delivered`)."""
 
     def __init__(
         self, inner: asyncio.BufferedProtocol, limit: int | None, transport: asyncio.WriteTransport
@@ -132,7 +139,20 @@ class _Meter(asyncio.BufferedProtocol):
         self.limit = limit
         self.transport = transport  # asyncio tells the TLS protocol, not us, of it
         self.received = 0
+        self.delivered = 0  # application bytes the TLS protocol passed on
+        self.phase = "during the handshake"
         self.exceeded = False
+
+    def after_handshake(self, tls_transport: asyncio.BaseTransport) -> None:
+        """From now on, count against :data:`POST_HANDSHAKE_LIMIT` what is not data."""
+        self.received = self.delivered = 0
+        self.limit = POST_HANDSHAKE_LIMIT
+        self.phase = "without application data after the handshake"
+        app = tls_transport.get_protocol()
+        if isinstance(app, asyncio.Protocol) and not isinstance(app, asyncio.BufferedProtocol):
+            tls_transport.set_protocol(_Delivered(app, self))
+        else:  # nothing counts what it delivers: no limit rather than a wrong one
+            self.limit = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.inner.connection_made(transport)
@@ -142,7 +162,7 @@ class _Meter(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.received += nbytes
-        if self.limit is not None and self.received > self.limit:
+        if self.limit is not None and self.received - self.delivered > self.limit:
             self.exceeded = True
             self.transport.abort()
             return
@@ -152,8 +172,36 @@ class _Meter(asyncio.BufferedProtocol):
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is None and self.exceeded:  # a failure, not a clean close, for the handshake
-            exc = ssl.SSLError(f"more than {self.limit} bytes during the handshake")
+        if exc is None and self.exceeded:  # a failure, not a clean close
+            exc = ssl.SSLError(f"more than {self.limit} bytes {self.phase}")
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _Delivered(asyncio.Protocol):
+    """Stands between the TLS transport and the stream reading it, counting the
+    application bytes delivered for its :class:`_Meter`."""
+
+    def __init__(self, inner: asyncio.Protocol, meter: _Meter) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.meter.delivered += len(data)
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -167,11 +215,13 @@ async def start_tls(
     writer: asyncio.StreamWriter, context: ssl.SSLContext, server_name: str, timeout: float
 ) -> None:
     """``writer.start_tls`` within ``timeout``, refusing a server that sends more than
-    :data:`HANDSHAKE_LIMIT` bytes before the handshake ends (raises ssl.SSLError).
+    :data:`HANDSHAKE_LIMIT` bytes before the handshake ends (raises ssl.SSLError),
+    and then more than :data:`POST_HANDSHAKE_LIMIT` bytes that are not
+    application data (reads then fail with ssl.SSLError).
 
     The TLS protocol asyncio installs is wrapped in a :class:`_Meter` as it is
-    installed (before it reads anything); the limit is lifted once the
-    handshake is done, the meter stays as a pass-through.
+    installed (before it reads anything), and once the handshake is done the
+    stream's protocol in a :class:`_Delivered` that tells the meter what was data.
     """
     transport = writer.transport
     install = transport.set_protocol
@@ -192,7 +242,7 @@ async def start_tls(
     finally:
         del transport.set_protocol  # the class's method again
     for meter in meters:
-        meter.limit = None
+        meter.after_handshake(writer.transport)
 
 
 async def handshake(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from probe.checks import tls as tls_module
+from probe.checks.http import fetch
 from probe.checks.tcp import connect
 from probe.checks.tls import (
     HANDSHAKE_LIMIT,
@@ -450,6 +451,31 @@ def test_a_handshake_after_the_limit_is_lifted_carries_tls() -> None:
             return data
 
         assert len(run(go())) == HANDSHAKE_LIMIT + 1000
+
+
+@pytest.mark.parametrize("behaviour", [Behaviour.HELLO_REQUESTS_AFTER, Behaviour.TICKETS])
+def test_endless_records_after_the_handshake_are_a_protocol_error_at_once(
+    behaviour: Behaviour,
+) -> None:
+    # A complete handshake, then HelloRequests (TLS 1.2) or session tickets (TLS 1.3)
+    # without end and never a byte of data: the HTTPS request's reader used to wait
+    # while OpenSSL decrypted them at wire speed until the deadline (a core spent).
+    timeout = 4.0
+    with TLSServer(behaviour) as server:
+        cpu = thread_cpu()
+        obs = run(
+            fetch(
+                f"https://{NAME}:{server.port}/",
+                address=server.address,
+                context=context(),
+                timeout=timeout,
+                t0=time.monotonic(),
+                allow_loopback=True,
+            )
+        )
+        spent = thread_cpu() - cpu
+    assert obs.failure is Failure.TLS_PROTOCOL_ERROR, obs
+    assert obs.elapsed_ms < timeout * 1000 / 2 and spent < 0.5, (obs.elapsed_ms, spent)
 
 
 def test_a_huge_chain_is_refused_quickly() -> None:

@@ -22,6 +22,8 @@ import atexit
 import datetime as dt
 import enum
 import functools
+import hashlib
+import hmac
 import selectors
 import shutil
 import socket
@@ -63,6 +65,9 @@ class Behaviour(enum.StrEnum):
     ENDLESS_HELLO = "endless_hello"  # a ServerHello announced as 16 MB, sent as fast as it goes
     TRICKLE = "trickle"  # a ServerHello record, one byte per TRICKLE_S, never complete
     HUGE_CHAIN = "huge_chain"  # the valid leaf, then HUGE_CHAIN_EXTRA more certificates
+    # After a complete, valid handshake (so past the handshake limit):
+    HELLO_REQUESTS_AFTER = "hello_requests_after"  # TLS 1.2, then HelloRequests as fast as they go
+    TICKETS = "tickets"  # TLS 1.3, then session tickets as fast as they go
 
 
 App = Callable[[ssl.SSLSocket, threading.Event], None]
@@ -229,6 +234,9 @@ class TLSServer:
         self._contexts = {b: server_context(cert, alpn) for b, cert in self.certs.items()}
         if Behaviour.HUGE_CHAIN in (behaviour, *self.sni_behaviours.values()):
             self._contexts[Behaviour.HUGE_CHAIN] = huge_chain_context(self.certs[Behaviour.NORMAL])
+        tickets = server_context(self.certs[Behaviour.NORMAL], alpn)
+        tickets.num_tickets = 2**31  # sent right after the handshake, all of them
+        self._contexts[Behaviour.TICKETS] = tickets
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -334,6 +342,8 @@ class TLSServer:
         elif behaviour in (Behaviour.HELLO_REQUESTS, Behaviour.ENDLESS_HELLO):
             sock.recv(len(hello))
             self._flood(sock, behaviour)
+        elif behaviour is Behaviour.HELLO_REQUESTS_AFTER:
+            self._hello_requests_after(sock)
         elif behaviour is Behaviour.TRICKLE:
             sock.recv(len(hello))
             for byte in ENDLESS_HELLO_HEAD:
@@ -376,6 +386,46 @@ class TLSServer:
                 continue
             data = more
 
+    def _hello_requests_after(self, sock: socket.socket) -> None:
+        """A TLS 1.2 handshake (pyOpenSSL), then HelloRequests until the client goes.
+
+        OpenSSL sends one HelloRequest and waits for an answer, so the records
+        are made here: AES-128-GCM under the session's own keys (RFC 5246
+        key expansion from the master secret), sequence numbers following the
+        server's Finished.  The client decrypts them all and must ignore them.
+        """
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from OpenSSL import SSL
+
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        context.set_cipher_list(b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+        context.set_options(SSL.OP_NO_TICKET)  # nothing encrypted before our first record
+        with self.certs[Behaviour.NORMAL].private_key_and_cert_chain_pem.tempfile() as pem:
+            context.use_certificate_chain_file(pem)
+            context.use_privatekey_file(pem)
+        sock.settimeout(None)  # blocking: until the client reads or goes (records stay whole)
+        conn = SSL.Connection(context, sock)
+        conn.set_accept_state()
+        try:
+            conn.do_handshake()
+        except SSL.Error:
+            return
+        block = _prf(
+            conn.master_key(), b"key expansion", conn.server_random() + conn.client_random()
+        )
+        aead, salt = AESGCM(block[16:32]), block[36:40]  # server write key and IV
+        sequence = 1  # the server's Finished was 0
+        while not self._stop.is_set():
+            records = bytearray()
+            for _ in range(256):
+                explicit = struct.pack("!Q", sequence)
+                header = b"\x16\x03\x03"  # handshake, TLS 1.2
+                sealed = aead.encrypt(salt + explicit, bytes(4), explicit + header + b"\x00\x04")
+                records += header + struct.pack("!H", 8 + len(sealed)) + explicit + sealed
+                sequence += 1
+            sock.sendall(records)
+
     def _wait_for_close(self, sock: socket.socket) -> None:
         sock.settimeout(POLL_S)
         while not self._stop.is_set():
@@ -384,3 +434,13 @@ class TLSServer:
                     return
             except TimeoutError:
                 continue
+
+
+def _prf(secret: bytes, label: bytes, seed: bytes, size: int = 40) -> bytes:
+    """TLS 1.2's PRF with SHA-256 (RFC 5246 section 5), ``size`` bytes."""
+    seed = label + seed
+    out, a = b"", seed
+    while len(out) < size:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + seed, hashlib.sha256).digest()
+    return out[:size]
