@@ -1,17 +1,21 @@
 """DNS over HTTPS (RFC 8484): the control resolver a local censor cannot rewrite.
 
-Queries are POSTed as ``application/dns-message`` with httpx (dnspython's own
-DoH support needs another HTTP package).  The reply is converted and judged
-exactly like a UDP reply, by the helpers of :mod:`probe.checks.dns`.
+Queries are POSTed as ``application/dns-message`` over the same TCP, TLS and
+HTTP/1.1 code as the plain checks (:mod:`probe.checks.tcp`, :func:`tls.start_tls`,
+:class:`http.Exchange`), so a hostile resolver meets the same limits: the
+handshake and post-handshake byte limits, at most 16 informational
+responses and 256 KiB before the response head, and a body read cap.  The
+reply is converted and judged exactly like a UDP reply, by the helpers of
+:mod:`probe.checks.dns`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
-import httpx
-
+from probe.checks import tls
 from probe.checks.dns import (
     Resolver,
     make_query,
@@ -21,16 +25,15 @@ from probe.checks.dns import (
     reply_from_message,
 )
 from probe.checks.errors import failure_from_exception
-from probe.checks.tls import make_context
+from probe.checks.http import HTTP_ALPN, Exchange
+from probe.checks.tcp import open_connection
+from probe.checks.url import URL
 from probe.failures import Failure
 from probe.netaddr import endpoint_label
 from probe.observations import DNSQuery, DNSReply, Origin
 
 MAX_BODY = 64 * 1024  # a DNS message is at most 65535 bytes; more is not DNS
 _MEDIA_TYPE = "application/dns-message"
-# httpcore sets ALPN on the context it is given; asking for the value it will
-# set keeps the shared, cached context of probe.checks.tls unchanged.
-_ALPN = ("http/1.1",)
 
 
 async def query_doh(
@@ -42,31 +45,24 @@ async def query_doh(
     timeout: float,
     t0: float,
     ca_bundle: str | None = None,
-    client: httpx.AsyncClient | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> DNSQuery:
     """POST one query to ``resolver.url``; never raises for network behaviour.
 
     The whole exchange (connect, TLS, request, body) is bounded by ``timeout``.
-    A non-200 status or a body that is not a reply to the query is
-    ``dns_bad_reply``.  When ``client`` is given it is used as is (its own
-    verification settings apply) and left open.
+    A non-200 status, a response that is not HTTP, or a body that is not a
+    reply to the query is ``dns_bad_reply``.  ``context`` (default: one
+    trusting the system store and ``ca_bundle``) verifies the resolver.
     """
     start = time.monotonic()
     url = resolver.url or f"https://{endpoint_label(resolver.host, resolver.port)}/dns-query"
     message = make_query(qname, qtype, doh=True)
+    context = context or tls.make_context(ca_bundle, alpn=HTTP_ALPN)  # UsageError: bad bundle
     failure: Failure | None
     replies: tuple[DNSReply, ...] = ()
-    own_client = client is None
-    if client is None:
-        client = httpx.AsyncClient(
-            verify=make_context(ca_bundle, alpn=_ALPN),
-            timeout=timeout,
-            trust_env=False,
-            follow_redirects=False,
-        )
     try:
         async with asyncio.timeout(timeout):
-            status, body = await _post(client, url, message.to_wire())
+            status, body = await _post(resolver, url, message.to_wire(), context, timeout)
         reply = parse_reply(message, body) if status == 200 else None
         if reply is None:
             failure = Failure.DNS_BAD_REPLY
@@ -76,9 +72,8 @@ async def query_doh(
             replies = (converted,)
     except Exception as exc:
         failure = failure_from_exception(exc)
-    finally:
-        if own_client:
-            await client.aclose()
+        if failure is Failure.HTTP_PROTOCOL_ERROR:  # an answer, but not one a resolver gives
+            failure = Failure.DNS_BAD_REPLY
     return DNSQuery(
         resolver=resolver.label,
         origin=origin,
@@ -91,17 +86,34 @@ async def query_doh(
     )
 
 
-async def _post(client: httpx.AsyncClient, url: str, wire: bytes) -> tuple[int, bytes]:
+async def _post(
+    resolver: Resolver, url: str, wire: bytes, context: ssl.SSLContext, timeout: float
+) -> tuple[int, bytes]:
     """The status and at most :data:`MAX_BODY` + 1 bytes of the body (enough to tell
     an oversized body, which then fails to parse, from a DNS message)."""
-    # identity: a compressed body could expand far beyond the read cap.
-    headers = {"content-type": _MEDIA_TYPE, "accept": _MEDIA_TYPE, "accept-encoding": "identity"}
-    async with client.stream("POST", url, content=wire, headers=headers) as response:
-        if response.status_code != 200:
-            return response.status_code, b""
+    parsed = URL.parse(url)
+    if parsed is None:
+        raise ValueError(f"not an https URL: {url!r}")
+    conn = await open_connection(resolver.host, resolver.port, timeout)
+    try:
+        await tls.start_tls(conn.writer, context, resolver.host, timeout)
+        exchange = Exchange(conn)
+        headers = [
+            ("Host", parsed.authority),
+            ("Content-Type", _MEDIA_TYPE),
+            ("Accept", _MEDIA_TYPE),
+            ("Accept-Encoding", "identity"),  # a compressed body could expand past the cap
+            ("Content-Length", str(len(wire))),
+        ]
+        await exchange.request(parsed.target, headers, method="POST", body=wire)
+        reply = await exchange.response()
+        if reply.status != 200:
+            return reply.status, b""
         body = bytearray()
-        async for chunk in response.aiter_raw():
+        async for chunk in reply.aiter_raw():
             body += chunk
             if len(body) > MAX_BODY:
                 break
-        return response.status_code, bytes(body[: MAX_BODY + 1])
+        return reply.status, bytes(body[: MAX_BODY + 1])
+    finally:
+        await conn.close()

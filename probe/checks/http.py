@@ -306,8 +306,11 @@ def _headers(host: str) -> list[tuple[str, str]]:
     ]
 
 
-class _Exchange:
-    """One HTTP/1.1 request and response on a connection; h11 does the parsing."""
+class Exchange:
+    """One HTTP/1.1 request and response on a connection; h11 does the parsing.
+
+    The response head is bounded (:data:`MAX_INTERIM` informational responses,
+    :data:`HEAD_LIMIT` bytes); DoH uses it too, for the same limits."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -315,10 +318,19 @@ class _Exchange:
         self.received = 0
         self.closed = False  # the peer closed its side (an empty read)
 
-    async def request(self, target: str, headers: list[tuple[str, str]]) -> float:
-        """Send the GET; the time it was sent."""
-        request = h11.Request(method="GET", target=target, headers=headers)
-        self.conn.writer.write(self.parser.send(request) + self.parser.send(h11.EndOfMessage()))
+    async def request(
+        self,
+        target: str,
+        headers: list[tuple[str, str]],
+        *,
+        method: str = "GET",
+        body: bytes = b"",
+    ) -> float:
+        """Send the request (``body`` needs its Content-Length header); the time it was sent."""
+        data = self.parser.send(h11.Request(method=method, target=target, headers=headers))
+        if body:
+            data += self.parser.send(h11.Data(data=body))
+        self.conn.writer.write(data + self.parser.send(h11.EndOfMessage()))
         await self.conn.writer.drain()
         return time.monotonic()
 
@@ -361,7 +373,7 @@ class _Exchange:
 class _Reply:
     """A response whose head was read; the body is read on demand."""
 
-    def __init__(self, exchange: _Exchange, head: h11.Response) -> None:
+    def __init__(self, exchange: Exchange, head: h11.Response) -> None:
         self._exchange = exchange
         self.status = head.status_code
         self.headers = [(name.decode("ascii"), _text(value)) for name, value in head.headers]
@@ -428,7 +440,7 @@ async def _send(
         raise TimeoutError
     conn = connection or await _dial(target, address, context, remaining)
     try:
-        exchange = _Exchange(conn)
+        exchange = Exchange(conn)
         sent = await exchange.request(target.url.target, _headers(target.host))
         reply = await exchange.response()
         response.ttfb_ms = (time.monotonic() - sent) * 1000

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 import dns.message
-import httpx
 import pytest
 import trustme
 
@@ -22,8 +21,12 @@ from probe.errors import UsageError
 from probe.failures import Failure
 from probe.observations import DNSQuery
 from tests.probe.checks import dnsserver as ds
+from tests.probe.checks.tlsserver import Behaviour, TLSServer, default_authority
 
-HTTPBehaviour = ds.Answer | Literal["status500", "garbage", "wrong-id", "hang", "endless"]
+HTTPBehaviour = (
+    ds.Answer
+    | Literal["status500", "garbage", "wrong-id", "hang", "endless", "informational", "huge-head"]
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,17 @@ class DoHServer:
             await asyncio.Event().wait()
         if how == "endless":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/dns-message\r\n\r\n")
+        if how in ("endless", "informational", "huge-head"):
+            chunk = {
+                "endless": b"\0" * 16384,
+                "informational": b"HTTP/1.1 100 Continue\r\n\r\n" * 256,
+                "huge-head": b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 16000 + b"\r\n",
+            }[how]
+            if how == "huge-head":
+                writer.write(chunk)
+                chunk = b"X-Pad: " + b"a" * 16000 + b"\r\n"
             while True:  # until the client hangs up
-                writer.write(b"\0" * 16384)
+                writer.write(chunk)
                 await writer.drain()
         status, body = 200, b""
         if isinstance(how, ds.Answer):
@@ -110,6 +122,8 @@ BEHAVIOURS: dict[str, HTTPBehaviour] = {
     "wrong-id.test": "wrong-id",
     "hang.test": "hang",
     "endless.test": "endless",
+    "informational.test": "informational",
+    "huge-head.test": "huge-head",
 }
 
 
@@ -229,27 +243,54 @@ def test_closed_port_is_connection_refused(ca_bundle: str) -> None:
     assert result.failure is Failure.CONNECTION_REFUSED
 
 
-def test_given_client_is_used_and_left_open(ca: trustme.CA) -> None:
-    async def main() -> tuple[DNSQuery, bool]:
+def test_given_context_is_used(ca: trustme.CA) -> None:
+    async def main() -> DNSQuery:
         client_context = ssl.create_default_context()
         ca.configure_trust(client_context)
-        async with (
-            DoHServer(server_context(ca, "127.0.0.1"), BEHAVIOURS) as server,
-            httpx.AsyncClient(verify=client_context) as client,
-        ):
-            result = await query_doh(
+        async with DoHServer(server_context(ca, "127.0.0.1"), BEHAVIOURS) as server:
+            return await query_doh(
                 parse_resolver(server.url),
                 "x.test",
                 "A",
                 origin="vantage",
                 timeout=2,
                 t0=time.monotonic(),
-                client=client,  # trusts the CA although no ca_bundle is passed
+                context=client_context,  # trusts the CA although no ca_bundle is passed
             )
-            return result, client.is_closed
 
-    result, closed = asyncio.run(main())
-    assert result.failure is None and not closed
+    assert asyncio.run(main()).failure is None
+
+
+@pytest.mark.parametrize("qname", ["informational.test", "huge-head.test"])
+def test_endless_response_heads_are_a_bad_reply_at_once(
+    ca: trustme.CA, ca_bundle: str, qname: str
+) -> None:
+    # Endless 100 Continue (or one endless head): the plain HTTP path's limits,
+    # 16 informational responses and 256 KiB before the head; was: the deadline.
+    cpu = time.process_time()
+    result, elapsed, _ = doh(ca, qname, ca_bundle=ca_bundle, timeout=4.0)
+    spent = time.process_time() - cpu
+    assert result.failure is Failure.DNS_BAD_REPLY and not result.replies
+    assert elapsed < 4.0 / 2 and spent < 1.0, (elapsed, spent)
+
+
+@pytest.mark.parametrize(
+    "behaviour", [Behaviour.HELLO_REQUESTS, Behaviour.ENDLESS_HELLO, Behaviour.TICKETS]
+)
+def test_endless_tls_records_are_a_protocol_error_at_once(behaviour: Behaviour) -> None:
+    # The handshake and post-handshake byte limits of the plain TLS path; was: the deadline.
+    with TLSServer(behaviour, names=("127.0.0.1",)) as server:
+        resolver = parse_resolver(f"https://127.0.0.1:{server.port}/dns-query")
+        start = time.monotonic()
+        result = asyncio.run(
+            query_doh(
+                resolver, "x.test", "A", origin="control", timeout=4.0, t0=start,
+                ca_bundle=default_authority().bundle,
+            )
+        )  # fmt: skip
+        elapsed = time.monotonic() - start
+    assert result.failure is Failure.TLS_PROTOCOL_ERROR, result
+    assert elapsed < 4.0 / 2, elapsed
 
 
 def test_unreadable_ca_bundle_is_usage_error(tmp_path: Path) -> None:
