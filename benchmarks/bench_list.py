@@ -89,6 +89,7 @@ def measure(
     timeout: float,
     profile: str | None,
     *,
+    sample: str | None = None,
     count: int | None = None,
     timeouts: float = 0.0,
     resets: float = 0.0,
@@ -114,6 +115,10 @@ def measure(
         if profile:
             at = argv.index(sys.executable) + 1
             argv[at:at] = ["-m", "benchmarks.cpuprofile", profile]
+        if sample:
+            at = argv.index(sys.executable)
+            spy = str(Path(sys.executable).parent / "py-spy")
+            argv[at:at] = [spy, "record", "--format", "raw", "--rate", "250", "-o", sample, "--"]
         subprocess.run(  # untimed: writes the bytecode cache, as an installed probe has one
             [sys.executable, "-c", "import probe.check, probe.cli.check"], env=ENV, check=True
         )
@@ -127,7 +132,7 @@ def measure(
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         servers = _server_cpu_s(lab) - servers_before
 
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     durations = sorted(line["duration_ms"] for line in lines)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     verdicts = {line["domain"]: line for line in lines}
@@ -178,6 +183,11 @@ def main() -> None:
     parser.add_argument("--scenario", default="sni_reset")
     parser.add_argument("--profile", help="write a cProfile of the (first) probe run here")
     parser.add_argument(
+        "--sample",
+        help="write py-spy's samples (raw, collapsed stacks) of the (first) probe run here:"
+        " a profile without cProfile's overhead on Python calls",
+    )
+    parser.add_argument(
         "--domains", type=int, nargs="*", help="runs over the first N domains of all lists"
     )
     parser.add_argument("--timeouts", type=float, default=0.0, help="share of names blackholed")
@@ -199,6 +209,7 @@ def main() -> None:
             args.concurrency,
             args.timeout,
             profile,
+            sample=args.sample if i == 0 else None,
             count=count,
             timeouts=args.timeouts,
             resets=args.resets,

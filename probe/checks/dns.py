@@ -14,6 +14,7 @@ mapping live here and are shared with DoH (:mod:`probe.checks.doh`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import struct
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import dns.entropy
 import dns.exception
 import dns.flags
 import dns.message
@@ -193,11 +195,12 @@ def reply_failure(reply: DNSReply, qname: str, qtype: str) -> Failure | None:
     return Failure.DNS_NO_ANSWER
 
 
-def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
-    """``wire`` as a reply to ``query`` (same id and question), else None."""
+def parse_reply(query: dns.message.Message | None, wire: bytes) -> dns.message.Message | None:
+    """``wire`` as a reply to ``query`` (same id and question), else None;
+    without ``query``, any well-formed message."""
     try:
         message = dns.message.from_wire(wire)
-        return message if query.is_response(message) else None
+        return message if query is None or query.is_response(message) else None
     except (dns.exception.DNSException, ValueError, KeyError, IndexError, UnicodeError):
         return None
 
@@ -208,6 +211,43 @@ def make_query(qname: str, qtype: str, *, doh: bool = False) -> dns.message.Mess
     if doh:
         message.id = 0
     return message
+
+
+@functools.lru_cache(maxsize=64)
+def _template(qname: str, qtype: str) -> tuple[dns.message.Message, bytes]:
+    """The query for ``qname``/``qtype`` and its wire form, built once: the
+    vantage and control resolvers are asked the same questions, and building
+    a message with dnspython costs more than the rest of sending it."""
+    message = make_query(qname, qtype)
+    return message, message.to_wire()
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One query as sent: a fresh random id on the question's cached wire form."""
+
+    question: dns.message.Message  # the template (its own id is not this query's)
+    id: int
+    wire: bytes
+
+    @classmethod
+    def new(cls, qname: str, qtype: str) -> _Asked:
+        question, wire = _template(qname, qtype)
+        qid = dns.entropy.random_16()
+        return cls(question, qid, struct.pack("!H", qid) + wire[2:])
+
+    def reply(self, wire: bytes) -> dns.message.Message | None:
+        """``wire`` as a reply to this query (same id and question), else None."""
+        message = parse_reply(None, wire)
+        if message is None or message.id != self.id:
+            return None
+        # dnspython's own test for the rest (flags, opcode, question), on the
+        # template: the reply is ours, so its id can stand in for a moment.
+        message.id = self.question.id
+        try:
+            return message if self.question.is_response(message) else None
+        finally:
+            message.id = self.id
 
 
 def ms_since(start: float) -> float:
@@ -253,7 +293,7 @@ async def query(
 class _Listener(asyncio.DatagramProtocol):
     """Collects the valid replies to one query and counts the rest."""
 
-    def __init__(self, query: dns.message.Message, start: float) -> None:
+    def __init__(self, query: _Asked, start: float) -> None:
         self.query = query
         self.start = start
         self.replies: list[tuple[dns.message.Message, DNSReply]] = []
@@ -262,7 +302,7 @@ class _Listener(asyncio.DatagramProtocol):
         self.first = asyncio.Event()  # a valid reply or a transport error arrived
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        message = parse_reply(self.query, data)
+        message = self.query.reply(data)
         if message is None:
             self.bad_packets += 1
             return
@@ -304,7 +344,7 @@ async def _query_udp(
     loop = asyncio.get_running_loop()
     start = time.monotonic()
     deadline = start + timeout
-    message = make_query(qname, qtype)
+    message = _Asked.new(qname, qtype)
 
     def result(
         failure: Failure | None, replies: tuple[DNSReply, ...] = (), elapsed: float | None = None
@@ -344,7 +384,7 @@ async def _query_udp(
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: listener, remote_addr=(resolver.host, resolver.port)
                 )
-                transport.sendto(message.to_wire())
+                transport.sendto(message.wire)
                 await listener.first.wait()
         except TimeoutError:
             pass
@@ -371,18 +411,17 @@ async def _query_udp(
 
 
 async def _query_tcp(
-    resolver: Resolver, message: dns.message.Message, start: float, budget: float
+    resolver: Resolver, message: _Asked, start: float, budget: float
 ) -> DNSReply | Failure:
     """Ask ``message`` over TCP (RFC 7766 two-byte length framing) within ``budget`` s."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(max(0.0, budget)):
             reader, writer = await asyncio.open_connection(resolver.host, resolver.port)
-            wire = message.to_wire()
-            writer.write(struct.pack("!H", len(wire)) + wire)
+            writer.write(struct.pack("!H", len(message.wire)) + message.wire)
             await writer.drain()
             (length,) = struct.unpack("!H", await reader.readexactly(2))
-            reply = parse_reply(message, await reader.readexactly(length))
+            reply = message.reply(await reader.readexactly(length))
     except Exception as exc:
         return failure_from_exception(exc)
     finally:

@@ -367,11 +367,15 @@ def presented_chain(sslobj: ssl.SSLObject | None) -> tuple[Certificate, ...]:
     return tuple(certificate(der) for der in ders)
 
 
+@functools.lru_cache(maxsize=512)
 def certificate(der: bytes) -> Certificate:
     """Describe a DER certificate; fields that do not parse are left empty.
 
     Intercepting middleboxes sometimes present malformed certificates, and
-    the fingerprint alone is still worth keeping.
+    the fingerprint alone is still worth keeping.  Cached by the certificate's
+    bytes: a list sees the same intermediates, CDN leaves and control-SNI
+    certificate over and over, and parsing one costs a few hundred
+    microseconds (the Certificate is frozen, so sharing it is safe).
     """
     sha256 = hashlib.sha256(der).hexdigest()
     try:

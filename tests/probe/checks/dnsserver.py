@@ -180,6 +180,7 @@ class SeenQuery:
     transport: str  # "udp" or "tcp"
     qname: str
     qtype: str
+    id: int = field(default=0, compare=False)  # the message id (tests compare the rest)
 
 
 def _key(name: str) -> str:
@@ -255,7 +256,7 @@ class DNSServer:
     def _record(self, transport: str, query: dns.message.Message) -> None:
         question = query.question[0]
         qtype = dns.rdatatype.to_text(question.rdtype)
-        self.queries.append(SeenQuery(transport, _key(question.name.to_text()), qtype))
+        self.queries.append(SeenQuery(transport, _key(question.name.to_text()), qtype, query.id))
 
     def _on_datagram(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:

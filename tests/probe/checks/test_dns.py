@@ -165,6 +165,19 @@ def test_wrong_question_is_ignored() -> None:
     assert [r.addresses for r in result.replies] == [("198.51.100.7",)]
 
 
+def test_each_query_has_a_fresh_id() -> None:
+    """The question's wire form is built once and reused: the id must not be."""
+
+    async def main() -> list[ds.SeenQuery]:
+        async with ds.DNSServer({"a.test": ds.answer("192.0.2.1")}) as server:
+            for _ in range(3):
+                assert (await ask(server, "a.test", window=0)).failure is None
+            return server.queries
+
+    ids = {seen.id for seen in asyncio.run(main())}
+    assert len(ids) > 1  # three random 16-bit ids: equal by chance with p = 2**-32
+
+
 def test_only_wrong_id_is_bad_reply() -> None:
     result, elapsed, _ = check({"x.test": (ds.WrongId(),)}, "x.test", timeout=0.4)
     assert result.failure is Failure.DNS_BAD_REPLY
