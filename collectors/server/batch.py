@@ -14,6 +14,7 @@ from typing import Any
 
 from storage.records import StoredMeasurement
 from storage.schema import SchemaError, decode_record
+from storage.wire import Received, decode_line, document
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # before any probe: a clock never set
 FUTURE_SLACK = dt.timedelta(days=1)  # a probe's clock may run ahead a little, not more
@@ -58,26 +59,26 @@ def parse_batch(
     *,
     max_batch: int,
     now: dt.datetime | None = None,
-) -> list[StoredMeasurement]:
-    """Validate every line of ``body`` for the vantage named ``vantage``."""
+) -> list[Received]:
+    """Validate every line of ``body`` for the vantage named ``vantage``.
+
+    Each line goes through storage.wire's fast decoder; a line it does not
+    take is decided by storage.schema, which words the refusal.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Refused(400, f"body is not UTF-8 (byte {exc.start})") from None
     now = now or dt.datetime.now(dt.UTC)
-    items: list[StoredMeasurement] = []
+    items: list[Received] = []
     seen: set[str] = set()
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         if len(items) >= max_batch:
             raise Refused(413, f"more than {max_batch} measurements in one batch")
-        try:
-            data = json.loads(line, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            raise Refused(400, f"line {number}: invalid JSON ({reason})") from None
-        item = _measurement(data, number)
+        received = decode_line(line) or _strictly(line, number)
+        item = received.item
         claimed = item.row.vantage.name
         if claimed != vantage:
             raise Refused(
@@ -93,8 +94,18 @@ def parse_batch(
         if item.row.id in seen:
             raise Refused(422, f"line {number}: measurement {item.row.id} twice in the batch")
         seen.add(item.row.id)
-        items.append(item)
+        items.append(received)
     return items
+
+
+def _strictly(line: str, number: int) -> Received:
+    try:
+        data = json.loads(line, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise Refused(400, f"line {number}: invalid JSON ({reason})") from None
+    item = _measurement(data, number)
+    return Received(item, document(item.observations))
 
 
 def _measurement(data: Any, number: int) -> StoredMeasurement:
