@@ -7,9 +7,7 @@ collector holds.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from storage.registry import Registry
 from storage.store import Store
 from tests.collectors import helpers as H
 from tests.collectors.collectorproc import CollectorProcess, probe, spawn
+from tests.storage.pgcluster import Unavailable, pg_ctl
 
 pytestmark = pytest.mark.postgres
 
@@ -184,25 +183,11 @@ def test_two_processes_uploading_the_same_backlog_store_it_once(
     assert_consistent(url, collector_db, n)
 
 
-def _cluster(pg_url: str) -> tuple[Path, Path]:
-    """pg_ctl and the data directory of the throwaway cluster behind ``pg_url``."""
-    if os.environ.get("PROBE_TEST_PG_URL"):
-        pytest.skip("restarting the server needs the throwaway cluster")
-    from sqlalchemy import make_url
-
-    base = Path(str(make_url(pg_url).query["host"]))
-    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
-    return pg_ctl, base
-
-
 def _pg_ctl(pg_url: str, *args: str) -> None:
-    pg_ctl, base = _cluster(pg_url)
-    options = f"-c listen_addresses='' -c unix_socket_directories={base} -c fsync=off"
-    subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(pg_ctl), "-D", str(base / "data"), "-o", options,
-         "-l", str(base / "log"), "-w", *args],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    try:
+        pg_ctl(pg_url, *args)
+    except Unavailable as exc:
+        pytest.skip(str(exc))
 
 
 def test_database_restarted_under_the_collector(

@@ -16,20 +16,15 @@ import random
 import re
 import sqlite3
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.lab.topology import Lab
-from tests.schedules.daemonproc import DaemonProcess, integrity, write_config
+from tests.schedules.daemonproc import KEPT, SAVED, DaemonProcess, integrity, locker, write_config
 
 pytestmark = pytest.mark.lab
-
-SAVED = re.compile(r"\(measurement ([0-9a-f-]{36})\)")
-KEPT = re.compile(r"kept as ([0-9a-f-]{36})")
 
 
 def _config(lab: Lab, tmp_path: Path, db: Path, busy_timeout: str = "0.3s") -> Path:
@@ -80,33 +75,6 @@ def _assert_once(db: Path, promised: set[str]) -> list[tuple[str, str, str]]:
     return rows
 
 
-@contextlib.contextmanager
-def _locker(db: Path, hold: float, pause: float) -> Iterator[list[int]]:
-    """Another writer taking the database's write lock for ``hold`` s every ``pause`` s."""
-    stop = threading.Event()
-    held = [0]
-
-    def run() -> None:
-        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
-        try:
-            while not stop.wait(pause):
-                with contextlib.suppress(sqlite3.OperationalError):
-                    conn.execute("BEGIN IMMEDIATE")
-                    held[0] += 1
-                    stop.wait(hold)
-                    conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield held
-    finally:
-        stop.set()
-        thread.join(15)
-
-
 def _finish(lab: Lab, config: Path, db: Path) -> str:
     """A clean run that drains whatever was spooled, then SIGTERM: exit 0."""
     before = len(_stored(db))
@@ -134,7 +102,7 @@ def test_fifty_sigkills_lose_nothing_saved_and_store_nothing_twice(
         first.wait_for(SAVED.pattern, timeout=30)
         first.kill()
         logs.append(first.log)
-    with _locker(db, hold=0.8, pause=0.7) as held:
+    with locker(db, hold=0.8, pause=0.7) as held:
         for _ in range(50):
             with _daemon(clean_lab, config) as daemon:
                 # After a first save or refusal: the kill lands between checks,

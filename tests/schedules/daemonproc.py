@@ -6,6 +6,7 @@ exactly as systemd or Docker would run it (own process, signals, exit code).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -14,9 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SAVED = re.compile(r"\(measurement ([0-9a-f-]{36})\)")  # the log line of a stored check
+KEPT = re.compile(r"kept as ([0-9a-f-]{36})")  # ... of a check the database refused
 
 
 def write_config(
@@ -150,3 +154,30 @@ def measurements(db: Path) -> list[tuple[str, str, str]]:
             "SELECT domain, started_at, status FROM measurements ORDER BY started_at"
         ).fetchall()
     return [(str(d), str(s), str(v)) for d, s, v in rows]
+
+
+@contextlib.contextmanager
+def locker(db: Path, hold: float, pause: float) -> Iterator[list[int]]:
+    """Another writer taking the database's write lock for ``hold`` s every ``pause`` s."""
+    stop = threading.Event()
+    held = [0]
+
+    def run() -> None:
+        conn = sqlite3.connect(db, timeout=10, isolation_level=None)
+        try:
+            while not stop.wait(pause):
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute("BEGIN IMMEDIATE")
+                    held[0] += 1
+                    stop.wait(hold)
+                    conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield held
+    finally:
+        stop.set()
+        thread.join(15)

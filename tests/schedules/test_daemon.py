@@ -242,6 +242,23 @@ def test_the_daemon_fits_its_concurrency_to_the_descriptor_limit(
     assert "only 40 file descriptors allowed (ulimit -n)" in refused.log
 
 
+def test_a_state_that_cannot_be_written_skips_no_run(tmp_path: Path, dns: DNSServer) -> None:
+    """The state is written around every check; when it cannot be (here its path is
+    a folder; a full disk in the lab) the daemon says so once and keeps measuring."""
+    db = tmp_path / "probe.db"
+    config = write_config(
+        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=db, metrics=False,
+        interval="1s", jitter="0s",
+    )  # fmt: skip
+    db.with_name(db.name + ".daemon.json").mkdir()
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for(r"fast\.test: offline .*measurement", count=3)
+        assert daemon.terminate() == 0
+    assert daemon.log.count("cannot write the daemon state") == 1, daemon.log
+    assert "Traceback" not in daemon.log
+    assert len(measurements(db)) >= 3
+
+
 def _threads(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))

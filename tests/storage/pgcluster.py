@@ -58,3 +58,23 @@ def throwaway_cluster(*, fsync: bool = False) -> Iterator[str]:
     finally:
         as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def pg_ctl(url: str, *args: str) -> None:
+    """Run ``pg_ctl ARGS`` (e.g. ``stop -m fast``, ``start``) on the throwaway cluster
+    behind ``url`` (a database URL from it), with the options it was started with.
+
+    Raises :class:`Unavailable` for a server that is not a throwaway cluster.
+    """
+    from sqlalchemy import make_url
+
+    if os.environ.get("PROBE_TEST_PG_URL"):
+        raise Unavailable("stopping and starting the server needs the throwaway cluster")
+    base = Path(str(make_url(url).query["host"]))
+    binary = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+    options = f"-c listen_addresses='' -c unix_socket_directories={base} -c fsync=off"
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(binary), "-D", str(base / "data"), "-o", options,
+         "-l", str(base / "log"), "-w", *args],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
