@@ -7,6 +7,8 @@ ones ``probe --help`` would have led to, for every top-level command.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import typer.main
 from typer._click import Context
 
 import probe.cli as cli
+from tests.test_quality import HEAVY
 
 
 @pytest.fixture
@@ -78,3 +81,29 @@ def test_unknown_or_no_command_keeps_everything(app: typer.Typer) -> None:
     cli._only("chek")
     cli._only(None)
     assert (len(app.registered_commands), len(app.registered_groups)) == before
+
+
+def run_python(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def test_command_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, probe.cli as c; sys.argv = ['probe', 'check', '--help']\n"
+        "try: c.main()\nexcept SystemExit: pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Usage: probe check" in done.stdout
+    assert HEAVY.isdisjoint(done.stderr.split()), sorted(HEAVY.intersection(done.stderr.split()))
+
+
+def test_measuring_code_is_loaded_then_frozen() -> None:
+    code = (
+        "import gc, sys, probe.cli.check as c; c._load_measuring_code();"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10000,"
+        " all(m in sys.modules for m in c.MEASURING_MODULES))"
+    )
+    assert run_python(code).split() == ["True", "True", "True"]
