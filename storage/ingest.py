@@ -13,8 +13,8 @@ order and cannot deadlock.
 On PostgreSQL the rows go in as one statement per batch, every column an
 array parameter unnested on the server (a bulk insert whose text does not
 grow with the batch, so it is planned once), and the observations are the
-JSON text storage.wire validated, cast to JSONB by the server: no
-per-row statements, no decode and re-encode of the documents.
+JSON text storage.wire validated, stored as it is (storage.models.JSONText):
+no per-row statements, no decode and re-encode of the documents.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from probe.errors import ProbeError
 from storage.database import Database
 from storage.models import measurements, observations, vantages
-from storage.records import StoredMeasurement
 from storage.registry import Registration
 from storage.schema import SchemaError
 from storage.store import measurement_values
@@ -56,7 +55,7 @@ class IngestResult:
     duplicates: tuple[str, ...]  # already stored for this vantage (a retried batch)
 
 
-def prepare(registration: Registration, item: StoredMeasurement) -> dict[str, Any]:
+def prepare(registration: Registration, item: Received) -> dict[str, Any]:
     """The measurement row to insert, attributed to the token's vantage.
 
     Raises SchemaError when a value does not fit its column: the database
@@ -81,9 +80,9 @@ def ingest(
     ``items`` come from :func:`storage.wire.decode_line` (or storage.schema),
     whose text is already cleaned for storage.
     """
-    ordered = sorted(items, key=lambda r: r.item.row.id)
-    rows = [prepare(registration, r.item) for r in ordered]
-    documents = {r.item.row.id: r.document for r in ordered}
+    ordered = sorted(items, key=lambda r: r.row.id)
+    rows = [prepare(registration, r) for r in ordered]
+    documents = {r.row.id: r.document for r in ordered}
     when = now or dt.datetime.now(dt.UTC)
     insert_rows = _insert_sqlite if db.is_sqlite else _insert_postgresql
 
@@ -152,9 +151,8 @@ def _bulk_insert_sql() -> tuple[list[str], frozenset[str], str]:
         f"added AS (INSERT INTO measurements ({columns}) SELECT {selected} FROM batch "
         "ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id) "
         "INSERT INTO observations (measurement_id, data) "
-        "SELECT d.id, d.data::jsonb FROM unnest(%(id)b::text[], %(documents)b::text[]) "
-        "AS d(id, data) JOIN added ON added.id = d.id ORDER BY d.id "
-        "RETURNING measurement_id"
+        "SELECT d.id, d.data FROM unnest(%(id)b::text[], %(documents)b::text[]) AS d(id, data) "
+        "WHERE d.id IN (SELECT id FROM added) RETURNING measurement_id"
     )
     return names, json_columns, sql
 

@@ -4,7 +4,8 @@
 measurement with ``json.loads``), which capped a collector at a few hundred
 measurements per CPU-second.  Here msgspec decodes the line's bytes straight
 into :class:`msgspec.Struct` mirrors of the observation dataclasses (about
-50 µs), then converts them to the dataclasses the rest of storage uses.
+50 µs), and derives the summary columns from them directly (the mirrors carry the
+dataclasses' properties, so storage.summary reads them unchanged).
 
 The mirrors are generated from the dataclasses' type hints, so the
 dataclasses stay the one description of the schema, and they are at least as
@@ -14,7 +15,8 @@ an ``int``, integers fit 64 bits, numbers are finite, enum and literal values
 are members.  Two things are narrower on purpose, so that what passes here is
 byte for byte what the strict decoder would store: a time must be in the
 probe's own canonical form (``YYYY-MM-DDTHH:MM:SS.mmmZ``), and a line with an
-escaped NUL (which storage would have to clean) is not taken.  Whatever the
+escaped NUL or a lone surrogate (which storage would have to clean; msgspec
+refuses the latter itself) is not taken.  Whatever the
 fast path does not take, for any reason, goes to :mod:`storage.schema`, which
 decides and words the refusal exactly as before; so the fast path can only
 ever accept what the strict one accepts, never more (tests/storage/test_wire.py
@@ -30,6 +32,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import inspect
 import json
 import types
 import typing
@@ -39,9 +42,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from probe.observations import DomainObservations, to_dict
+from probe.observations import DomainObservations, parse_rfc3339, to_dict
 from probe.verdict import Verdict
-from storage.records import StoredMeasurement, Vantage
+from storage.records import MeasurementRow, StoredMeasurement, Vantage
 from storage.schema import SCHEMA
 
 # storage.schema's ranges: a 64-bit integer; a finite number (a JSON number too
@@ -55,15 +58,21 @@ _NUL = "\\u0000"  # storage would drop it (storage.text.clean_text): the strict 
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One validated upload line: the measurement, and its observations as stored JSON."""
+    """One validated upload line: what the collector stores of it.
 
-    item: StoredMeasurement
+    The measurement's row (summary columns), its verdict, and its observations
+    as the JSON text the observations column keeps.
+    """
+
+    row: MeasurementRow
+    verdict: Verdict
     document: str
 
-
-def document(obs: DomainObservations) -> str:
-    """The observations column's JSON for a measurement decoded by storage.schema."""
-    return json.dumps(to_dict(obs), ensure_ascii=False, separators=(",", ":"))
+    @classmethod
+    def of(cls, item: StoredMeasurement) -> Received:
+        """A measurement decoded by storage.schema."""
+        text = json.dumps(to_dict(item.observations), ensure_ascii=False, separators=(",", ":"))
+        return cls(item.row, item.verdict, text)
 
 
 def decode_line(line: str) -> Received | None:
@@ -73,16 +82,21 @@ def decode_line(line: str) -> Received | None:
     try:
         record: Any = _DECODER.decode(line)
         measurement_id = str(uuid.UUID(record.id))
-        obs = msgspec.convert(record.observations, DomainObservations, from_attributes=True)
         verdict = msgspec.convert(record.verdict, Verdict, from_attributes=True)
         vantage = msgspec.convert(record.vantage, Vantage, from_attributes=True)
+        observed = record.observations
+        started_at = parse_rfc3339(observed.started_at)
     except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
         return None
     from storage.summary import measurement_row
 
-    row = measurement_row(measurement_id, vantage, obs, verdict)
-    text = _ENCODER.encode(record.observations).decode()
-    return Received(StoredMeasurement(row, obs, verdict), text)
+    # The summary reads the mirrors as it reads the dataclasses (same fields, same
+    # properties); building ~110 frozen dataclasses would cost more than decoding.
+    view = DomainObservations(
+        **{name: getattr(observed, name) for name in _OBSERVATION_FIELDS}, started_at=started_at
+    )
+    row = measurement_row(measurement_id, vantage, view, verdict)
+    return Received(row, verdict, _ENCODER.encode(observed).decode())
 
 
 @functools.cache
@@ -107,6 +121,7 @@ def mirror(tp: Any) -> Any:
 
 
 def _struct(cls: type) -> Any:
+    """A frozen Struct with the dataclass's fields, defaults, properties and methods."""
     hints = typing.get_type_hints(cls)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for f in dataclasses.fields(cls):
@@ -117,7 +132,14 @@ def _struct(cls: type) -> Any:
             fields.append((f.name, mirror(hints[f.name]), factory))
         else:
             fields.append((f.name, mirror(hints[f.name])))
-    return msgspec.defstruct(cls.__name__, fields, forbid_unknown_fields=True, frozen=True)
+    behaviour = {
+        name: value
+        for name, value in vars(cls).items()
+        if isinstance(value, property) or (inspect.isfunction(value) and name[:2] != "__")
+    }
+    return msgspec.defstruct(
+        cls.__name__, fields, namespace=behaviour, forbid_unknown_fields=True, frozen=True
+    )
 
 
 _SCALARS: dict[Any, Any] = {
@@ -140,6 +162,9 @@ _Record = msgspec.defstruct(
         ("observations", mirror(DomainObservations)),
     ],
     forbid_unknown_fields=True,
+)
+_OBSERVATION_FIELDS = tuple(
+    f.name for f in dataclasses.fields(DomainObservations) if f.name != "started_at"
 )
 _DECODER = msgspec.json.Decoder(_Record)
 _ENCODER = msgspec.json.Encoder()

@@ -14,7 +14,7 @@ from typing import Any
 
 from storage.records import StoredMeasurement
 from storage.schema import SchemaError, decode_record
-from storage.wire import Received, decode_line, document
+from storage.wire import Received, decode_line
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # before any probe: a clock never set
 FUTURE_SLACK = dt.timedelta(days=1)  # a probe's clock may run ahead a little, not more
@@ -78,22 +78,22 @@ def parse_batch(
         if len(items) >= max_batch:
             raise Refused(413, f"more than {max_batch} measurements in one batch")
         received = decode_line(line) or _strictly(line, number)
-        item = received.item
-        claimed = item.row.vantage.name
+        row = received.row
+        claimed = row.vantage.name
         if claimed != vantage:
             raise Refused(
                 403, f"line {number}: measurement claims vantage {claimed[:100]!r}, "
                 f"the token is for {vantage!r}"
             )  # fmt: skip
-        started = item.row.started_at
+        started = row.started_at
         if not EARLIEST <= started <= now + FUTURE_SLACK:
             raise Refused(
                 422, f"line {number}: implausible start time {started.isoformat()} "
                 "(is the probe's clock set?)"
             )  # fmt: skip
-        if item.row.id in seen:
-            raise Refused(422, f"line {number}: measurement {item.row.id} twice in the batch")
-        seen.add(item.row.id)
+        if row.id in seen:
+            raise Refused(422, f"line {number}: measurement {row.id} twice in the batch")
+        seen.add(row.id)
         items.append(received)
     return items
 
@@ -104,8 +104,7 @@ def _strictly(line: str, number: int) -> Received:
     except (ValueError, RecursionError) as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise Refused(400, f"line {number}: invalid JSON ({reason})") from None
-    item = _measurement(data, number)
-    return Received(item, document(item.observations))
+    return Received.of(_measurement(data, number))
 
 
 def _measurement(data: Any, number: int) -> StoredMeasurement:

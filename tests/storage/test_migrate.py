@@ -186,3 +186,21 @@ def test_opening_an_up_to_date_store_does_not_import_alembic(tmp_path: Path) -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_0008_keeps_observations_as_lz4_json_text_on_postgresql(pg_url: str) -> None:
+    """What the collector inserts as text reads back as the same observations."""
+    with Store.open(pg_url) as store:
+        saved = store.save(F.blocked_sni(), F.BLOCKED, F.VANTAGE)
+        with store.database.reading() as conn:
+            kind, compression = conn.execute(
+                text(
+                    "SELECT format_type(atttypid, atttypmod), attcompression FROM pg_attribute"
+                    " WHERE attrelid = 'observations'::regclass AND attname = 'data'"
+                )
+            ).one()
+            raw = conn.execute(text("SELECT data FROM observations")).scalar_one()
+        got = store.get(saved)
+    assert (kind, compression) == ("text", "l")
+    assert json.loads(raw)["domain"] == "x.com"
+    assert got is not None and got.observations == F.blocked_sni()
