@@ -21,7 +21,10 @@ What is measured is the probe's own cost per domain at the given concurrency:
 domains/s, wall time, the CPU time and peak RSS of the probe process, and the
 CPU the lab's servers spent answering it. ``--profile FILE`` runs the probe
 under cProfile timed by CPU time (:mod:`benchmarks.cpuprofile`; slower) and
-writes the profile there.
+writes the profile there; ``--sample FILE`` records py-spy's samples instead
+(``pip install py-spy``: no per-call overhead, so shares are closer to the
+truth); ``--memory FILE`` writes the lines holding the most memory at the
+peak (:mod:`benchmarks.memprofile`, tracemalloc).
 
 Run as root inside a fresh network namespace (the lab needs it):
     unshare --net sh -c 'ip link set lo up && python -m benchmarks.bench_list'
@@ -90,6 +93,7 @@ def measure(
     profile: str | None,
     *,
     sample: str | None = None,
+    memory: str | None = None,
     count: int | None = None,
     timeouts: float = 0.0,
     resets: float = 0.0,
@@ -115,6 +119,9 @@ def measure(
         if profile:
             at = argv.index(sys.executable) + 1
             argv[at:at] = ["-m", "benchmarks.cpuprofile", profile]
+        if memory:
+            at = argv.index(sys.executable) + 1
+            argv[at:at] = ["-m", "benchmarks.memprofile", memory]
         if sample:
             at = argv.index(sys.executable)
             spy = str(Path(sys.executable).parent / "py-spy")
@@ -188,6 +195,10 @@ def main() -> None:
         " a profile without cProfile's overhead on Python calls",
     )
     parser.add_argument(
+        "--memory",
+        help="write where the probe's memory is at its peak (tracemalloc) here (the first run)",
+    )
+    parser.add_argument(
         "--domains", type=int, nargs="*", help="runs over the first N domains of all lists"
     )
     parser.add_argument("--timeouts", type=float, default=0.0, help="share of names blackholed")
@@ -210,6 +221,7 @@ def main() -> None:
             args.timeout,
             profile,
             sample=args.sample if i == 0 else None,
+            memory=args.memory if i == 0 else None,
             count=count,
             timeouts=args.timeouts,
             resets=args.resets,

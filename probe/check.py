@@ -175,29 +175,48 @@ async def check_targets(
     run = plan(options)
     concurrency = fdlimit.allowed_concurrency(options, min(options.concurrency, len(targets) or 1))
     controls_task = asyncio.create_task(_check_control_sites(run))
-    semaphore = asyncio.Semaphore(concurrency)
-    # Results are handed over through a queue, not kept as the tasks' results:
-    # nothing holds a finished domain's observations once the caller has them,
-    # so memory stays flat however long the list.
+    # A domain's task is created when a slot frees up, not all up front, and is
+    # forgotten once done; results are handed over through a queue, not kept as
+    # the tasks' results: nothing of a finished domain stays once the caller has
+    # it, and a list of 10,000 costs no more memory than one of 100.
     finished: asyncio.Queue[DomainObservations | BaseException] = asyncio.Queue()
-
+    upcoming = iter(targets)
+    running: set[asyncio.Task[DomainObservations]] = set()
     waiting: set[asyncio.Task[Any]] = set()  # measured, waiting for the control sites
+    launched = 0
+    ended = False  # the caller stopped iterating (or a bug was raised): start nothing more
 
-    async def one(target: Target) -> None:
-        try:
-            async with semaphore:
-                finished.put_nowait(await check_domain(target, run, controls_task, waiting))
-        except asyncio.CancelledError as exc:  # dropped by an interrupt, or the run ends
-            finished.put_nowait(exc)
-            raise
-        except Exception as exc:  # a bug, not network behaviour: the caller raises it
-            finished.put_nowait(exc)
+    def launch() -> None:
+        """Start the next domain, unless the list is done or the run interrupted."""
+        nonlocal launched
+        if ended or (stop is not None and stop.is_set()):
+            return
+        target = next(upcoming, None)
+        if target is None:
+            return
+        task = asyncio.create_task(check_domain(target, run, controls_task, waiting))
+        task.add_done_callback(landed)
+        running.add(task)
+        launched += 1
 
-    tasks = [asyncio.create_task(one(t)) for t in targets]
-    watcher = asyncio.create_task(_interrupt(stop, tasks, waiting, controls_task))
+    def landed(task: asyncio.Task[DomainObservations]) -> None:
+        """Hand the domain's outcome over (exactly one item per task) and start the next."""
+        running.discard(task)
+        waiting.discard(task)
+        if task.cancelled():  # dropped by an interrupt, or the run ends
+            finished.put_nowait(asyncio.CancelledError())
+        else:  # an exception is a bug, not network behaviour: the caller raises it
+            finished.put_nowait(task.exception() or task.result())
+        launch()
+
+    for _ in range(concurrency):
+        launch()
+    watcher = asyncio.create_task(_interrupt(stop, running, waiting, controls_task))
+    received = 0
     try:
-        for _ in targets:
+        while received < launched:
             item = await finished.get()
+            received += 1
             if isinstance(item, asyncio.CancelledError) and stop is not None and stop.is_set():
                 continue  # dropped by the interrupt: it had not finished
             if isinstance(item, BaseException):
@@ -205,21 +224,23 @@ async def check_targets(
             yield item, classify(item, run.fingerprints)
             del item
     finally:
-        for task in [*tasks, controls_task, watcher]:
+        ended = True
+        left = [*running, controls_task, watcher]
+        for task in left:
             task.cancel()
-        await asyncio.gather(*tasks, controls_task, watcher, return_exceptions=True)
+        await asyncio.gather(*left, return_exceptions=True)
 
 
 async def _interrupt(
     stop: asyncio.Event | None,
-    tasks: Sequence[asyncio.Task[Any]],
+    running: set[asyncio.Task[DomainObservations]],
     waiting: set[asyncio.Task[Any]],
     controls: asyncio.Task[Any],
 ) -> None:
     if stop is None:
         return
     await stop.wait()
-    for task in tasks:
+    for task in list(running):
         if task not in waiting:
             task.cancel()
     controls.cancel()  # the waiting domains go on without the control sites

@@ -68,6 +68,25 @@ def failure_from_exception(exc: BaseException) -> Failure:
     return Failure.UNKNOWN_ERROR
 
 
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of the exceptions it chains, once it has
+    become a Failure and will not be raised again.
+
+    A traceback keeps every frame it passed through alive, and asyncio's frames
+    hold the exception itself (``handshake_exc`` in its TLS protocol...): a
+    reference cycle that keeps the connection's transports, and the 256 KiB read
+    buffer of each TLS one, until the cyclic collector's rare full collection.
+    Over a list where thousands of handshakes or connects fail, memory then grew
+    with the list's length.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen and len(seen) < 16:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+
+
 def _direct_failure(exc: BaseException) -> Failure | None:
     """The failure ``exc`` itself names, or None when only its cause can tell."""
     # An exception of a library that was never imported cannot be one of its own.

@@ -31,7 +31,7 @@ import h11
 
 from probe import netaddr
 from probe.checks.decode import BodyDecoder
-from probe.checks.errors import failure_from_exception
+from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, open_connection
 from probe.checks.url import DEFAULT_PORTS, URL
 from probe.failures import Failure
@@ -255,12 +255,14 @@ async def fetch(
                                 target = _target(joined, port_map, server_name=server_name)
                     if target is None:  # the final answer: read its body
                         await _read_body(reply, response)
-    except TimeoutError:
+    except TimeoutError as exc:
         failure = Failure.TIMEOUT
+        forget_traceback(exc)
     except Exception as exc:  # network behaviour must become data, never an exception
         failure = failure_from_exception(exc)
         if failure is Failure.UNKNOWN_ERROR:
             log.warning("unexpected error fetching %s from %s", url, address, exc_info=exc)
+        forget_traceback(exc)
     finally:
         if connection is not None:  # never used: the deadline passed before the first hop
             await connection.close()

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from probe import netaddr
-from probe.checks.errors import failure_from_exception
+from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.failures import Failure
 from probe.observations import TCPObservation
 
@@ -83,7 +83,7 @@ async def connect(
     try:
         conn = await open_connection(address, port, timeout)
     except Exception as exc:
-        return TCPObservation(
-            address, port, t_ms, elapsed_ms(start), failure_from_exception(exc)
-        ), None
+        failure = failure_from_exception(exc)
+        forget_traceback(exc)
+        return TCPObservation(address, port, t_ms, elapsed_ms(start), failure), None
     return TCPObservation(address, port, t_ms, elapsed_ms(start), None), conn

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
-from probe.checks.errors import failure_from_exception
+from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, connect, elapsed_ms, open_connection
 from probe.errors import UsageError
 from probe.observations import Certificate, TCPObservation, TLSObservation, rfc3339
@@ -263,6 +263,7 @@ async def handshake(
         await start_tls(conn.writer, context, server_name, timeout)
     except Exception as exc:
         failure = failure_from_exception(exc)
+        forget_traceback(exc)
         took = elapsed_ms(start)
         chain: tuple[Certificate, ...] = ()
         if failure.is_tls_certificate:
