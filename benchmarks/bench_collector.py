@@ -7,10 +7,15 @@ cluster with fsync on (as deployed), unless $PROBE_TEST_PG_URL names a server.
 1. Ingest in-process: what the collector does per request after reading the
    body (gunzip, parse and strictly validate every line, one transaction with
    ON CONFLICT), for batches of 100 and of 1,000 measurements.
-2. Ingest over HTTP: ``probe collector serve`` (one uvicorn process) on
-   loopback, batches POSTed gzipped by two client threads.
+2. Ingest over HTTP: ``probe collector serve`` (one uvicorn process, or two
+   behind the clients as a load balancer would spread them) on loopback,
+   batches POSTed gzipped by two client threads.
 3. Backlog: a probe's SQLite database with ``--backlog`` measurements (bulk
    seeded), sent by ``probe upload`` (a real process) to the served collector.
+
+Each figure has the collector's CPU seconds (its start-up excluded) and, for
+the cluster started here, PostgreSQL's: collector and database share the
+machine, so measurements per CPU-second of both is what two idle cores give.
 
 The CPUs of this VM are shared with other jobs: each figure comes with the
 load average and the CPU seconds it used.  Target: >= 5,000 measurements/s.
@@ -86,7 +91,7 @@ def timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_in_process(url: str, count: int, batch: int) -> dict[str, Any]:
+def bench_in_process(url: str, count: int, batch: int, pg: str) -> dict[str, Any]:
     payloads = bodies(count, batch)
     with Store.open(url) as store:
         registration = Registry(store.database).add(H.PTCL)[0]
@@ -99,22 +104,30 @@ def bench_in_process(url: str, count: int, batch: int) -> dict[str, Any]:
                 ingest(store.database, registration, items)
 
         before = load()
+        pg_before = postgres_cpu(pg)
         wall, cpu = timed(run)
-    return _figures(count, batch, wall, cpu, before)
+    return _figures(count, batch, wall, cpu, before) | _postgres(pg, pg_before, count, cpu)
 
 
-def bench_http(url: str, count: int, batch: int, log: Path, clients: int = 2) -> dict[str, Any]:
+def bench_http(
+    url: str, count: int, batch: int, log: Path, pg: str, clients: int = 2, processes: int = 1
+) -> dict[str, Any]:
+    """``clients`` threads POSTing to ``processes`` collector processes (client i to
+    process i mod processes: what a load balancer in front of them would do)."""
     import httpx
 
     payloads = bodies(count, batch)
     with Store.open(url) as store:
         token = Registry(store.database).add(H.PTCL)[1]
-    collector = CollectorProcess(url, log, extra=("--rate", "0")).start()
+    collectors = [
+        CollectorProcess(url, log.with_suffix(f".{i}.log"), extra=("--rate", "0")).start()
+        for i in range(processes)
+    ]
     try:
         chunks = [payloads[i::clients] for i in range(clients)]
         errors: list[str] = []
 
-        def client(mine: list[bytes]) -> None:
+        def client(mine: list[bytes], collector: CollectorProcess) -> None:
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Content-Type": protocol.CONTENT_TYPE,
@@ -127,22 +140,38 @@ def bench_http(url: str, count: int, batch: int, log: Path, clients: int = 2) ->
                         errors.append(answer.text)
 
         def run() -> None:
-            threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+            threads = [
+                threading.Thread(target=client, args=(c, collectors[i % processes]))
+                for i, c in enumerate(chunks)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
 
         before = load()
+        pg_before = postgres_cpu(pg)
+        started = sum(_cpu_of(c) for c in collectors)  # imports, migration check
         wall, _ = timed(run)
         assert not errors, errors[:3]
-        cpu = _cpu_of(collector)
+        cpu = sum(_cpu_of(c) for c in collectors) - started
     finally:
-        collector.stop()
-    return _figures(count, batch, wall, cpu, before) | {"clients": clients}
+        for c in collectors:
+            c.stop()
+    postgres = _postgres(pg, pg_before, count, cpu)
+    with Store.open(url) as store:
+        assert store.count() == count, (store.count(), count)
+    return (
+        _figures(count, batch, wall, cpu, before)
+        | postgres
+        | {
+            "clients": clients,
+            "processes": processes,
+        }
+    )
 
 
-def bench_backlog(url: str, backlog: int, batch: int, workdir: Path) -> dict[str, Any]:
+def bench_backlog(url: str, backlog: int, batch: int, workdir: Path, pg: str) -> dict[str, Any]:
     probe_db = f"sqlite:///{workdir / 'probe.db'}"
     with Store.open(probe_db) as store:
         seed(store, backlog)  # lahore-ptcl, like tests.storage.factories.VANTAGE
@@ -154,17 +183,45 @@ def bench_backlog(url: str, backlog: int, batch: int, workdir: Path) -> dict[str
                 "--db", probe_db, "--batch", str(batch)]  # fmt: skip
         env = probe_env() | {"REACHPROBE_UPLOAD_TOKEN": token}
         before = load()
+        pg_before = postgres_cpu(pg)
+        started = _cpu_of(collector)  # imports, migration check
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - start
         assert done.returncode == 0, done.stderr
-        cpu = _cpu_of(collector)
+        cpu = _cpu_of(collector) - started
     finally:
         collector.stop()
+    postgres = _postgres(pg, pg_before, backlog, cpu)
     with Store.open(url) as store:
         stored = store.count()
     assert stored == backlog, (stored, backlog)
-    return _figures(backlog, batch, wall, cpu, before) | {"output": done.stdout.strip()}
+    return _figures(backlog, batch, wall, cpu, before) | postgres | {"output": done.stdout.strip()}
+
+
+def postgres_cpu(server_url: str) -> float | None:
+    """CPU seconds used so far by the benchmark's PostgreSQL cluster (every process of
+    it, the exited backends included); None for a server we did not start."""
+    from sqlalchemy import make_url
+
+    host = make_url(server_url).query.get("host")
+    pidfile = Path(str(host)) / "data" / "postmaster.pid"
+    if not isinstance(host, str) or not pidfile.exists():
+        return None
+    postmaster = int(pidfile.read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # its own, and its reaped children's
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def _cpu_of(collector: CollectorProcess) -> float:
@@ -172,6 +229,19 @@ def _cpu_of(collector: CollectorProcess) -> float:
     fields = Path(f"/proc/{collector.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime of the server
+
+
+def _postgres(pg: str, before: float | None, count: int, collector: float) -> dict[str, Any]:
+    """PostgreSQL's CPU seconds since ``before``, and measurements per CPU-second of
+    collector and PostgreSQL together: what the machine can ingest with idle cores."""
+    after = postgres_cpu(pg)
+    if before is None or after is None:
+        return {}
+    used = after - before
+    return {
+        "postgres_cpu_seconds": round(used, 2),
+        "per_cpu_second_with_postgres": round(count / (collector + used)),
+    }
 
 
 def _figures(count: int, batch: int, wall: float, cpu: float, before: float) -> dict[str, Any]:
@@ -202,16 +272,18 @@ def main() -> None:
         workdir = Path(tmp)
         for batch in (100, 1000):
             url = fresh_database(pg, f"bench_inproc_{batch}")
-            figures = bench_in_process(url, args.count, batch)
+            figures = bench_in_process(url, args.count, batch, pg)
             results[f"in_process_batch_{batch}"] = figures
             print(f"in-process, batches of {batch}: {figures}", flush=True)
-        for batch in (100, 1000):
-            url = fresh_database(pg, f"bench_http_{batch}")
-            figures = bench_http(url, args.count, batch, workdir / f"http-{batch}.log")
-            results[f"http_batch_{batch}"] = figures
-            print(f"HTTP, batches of {batch}: {figures}", flush=True)
+        for batch, processes in ((100, 1), (1000, 1), (1000, 2)):
+            url = fresh_database(pg, f"bench_http_{batch}_{processes}")
+            log = workdir / f"http-{batch}-{processes}.log"
+            figures = bench_http(url, args.count, batch, log, pg, processes=processes)
+            key = f"http_batch_{batch}" + (f"_{processes}_processes" if processes > 1 else "")
+            results[key] = figures
+            print(f"HTTP, batches of {batch}, {processes} process(es): {figures}", flush=True)
         url = fresh_database(pg, "bench_backlog")
-        figures = bench_backlog(url, args.backlog, 500, workdir)
+        figures = bench_backlog(url, args.backlog, 500, workdir, pg)
         results["backlog"] = figures
         print(f"backlog: {figures}", flush=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
