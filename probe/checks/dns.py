@@ -32,6 +32,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
+from probe.checks import dnswire
 from probe.checks.errors import failure_from_exception
 from probe.errors import UsageError
 from probe.failures import Failure
@@ -156,6 +157,12 @@ def dns_name(name: dns.name.Name) -> str:
 
 def reply_from_message(message: dns.message.Message, *, elapsed_ms: float, source: str) -> DNSReply:
     """Keep the rcode and the answer's A, AAAA and CNAME records, in wire order."""
+    rcode, records = _answer(message)
+    return DNSReply(rcode=rcode, records=records, elapsed_ms=elapsed_ms, source=source)
+
+
+def _answer(message: dns.message.Message) -> tuple[str, tuple[DNSRecord, ...]]:
+    """The rcode and the answer's A, AAAA and CNAME records, in wire order."""
     records: list[DNSRecord] = []
     for rrset in message.answer:
         rtype = _RECORD_TYPES.get(rrset.rdtype)
@@ -168,12 +175,7 @@ def reply_from_message(message: dns.message.Message, *, elapsed_ms: float, sourc
             else:
                 value = _ip_literal(rdata.address) or rdata.address
             records.append(DNSRecord(rtype, owner, value, rrset.ttl))
-    return DNSReply(
-        rcode=dns.rcode.to_text(message.rcode()),
-        records=tuple(records),
-        elapsed_ms=elapsed_ms,
-        source=source,
-    )
+    return dns.rcode.to_text(message.rcode()), tuple(records)
 
 
 def reply_failure(reply: DNSReply, qname: str, qtype: str) -> Failure | None:
@@ -213,28 +215,51 @@ def make_query(qname: str, qtype: str, *, doh: bool = False) -> dns.message.Mess
     return message
 
 
+@dataclass(frozen=True)
+class _Question:
+    """A query built once per name and type: the vantage and control resolvers are
+    asked the same questions, and building a message with dnspython costs more
+    than the rest of sending it."""
+
+    message: dns.message.Message  # its own id is no query's
+    wire: bytes
+    labels: tuple[bytes, ...]  # the name, lowercase, as :mod:`probe.checks.dnswire` compares it
+    rdtype: int
+
+
 @functools.lru_cache(maxsize=64)
-def _template(qname: str, qtype: str) -> tuple[dns.message.Message, bytes]:
-    """The query for ``qname``/``qtype`` and its wire form, built once: the
-    vantage and control resolvers are asked the same questions, and building
-    a message with dnspython costs more than the rest of sending it."""
+def _question(qname: str, qtype: str) -> _Question:
     message = make_query(qname, qtype)
-    return message, message.to_wire()
+    asked = message.question[0]
+    labels = tuple(label.lower() for label in asked.name.labels if label)
+    return _Question(message, message.to_wire(), labels, int(asked.rdtype))
 
 
 @dataclass(frozen=True)
 class _Asked:
     """One query as sent: a fresh random id on the question's cached wire form."""
 
-    question: dns.message.Message  # the template (its own id is not this query's)
+    question: _Question
     id: int
     wire: bytes
 
     @classmethod
     def new(cls, qname: str, qtype: str) -> _Asked:
-        question, wire = _template(qname, qtype)
+        question = _question(qname, qtype)
         qid = dns.entropy.random_16()
-        return cls(question, qid, struct.pack("!H", qid) + wire[2:])
+        return cls(question, qid, struct.pack("!H", qid) + question.wire[2:])
+
+    def read(self, wire: bytes) -> tuple[bool, str, tuple[DNSRecord, ...]] | None:
+        """``wire`` as a reply to this query: (truncated, rcode, answer records),
+        None when it is not one.  The common shape is read by
+        :mod:`probe.checks.dnswire`; whatever it declines, by dnspython."""
+        plain = dnswire.read_reply(wire, self.id, self.question.labels, self.question.rdtype)
+        if plain is not None:
+            return False, *plain
+        message = self.reply(wire)
+        if message is None:
+            return None
+        return bool(message.flags & dns.flags.TC), *_answer(message)
 
     def reply(self, wire: bytes) -> dns.message.Message | None:
         """``wire`` as a reply to this query (same id and question), else None."""
@@ -243,9 +268,10 @@ class _Asked:
             return None
         # dnspython's own test for the rest (flags, opcode, question), on the
         # template: the reply is ours, so its id can stand in for a moment.
-        message.id = self.question.id
+        template = self.question.message
+        message.id = template.id
         try:
-            return message if self.question.is_response(message) else None
+            return message if template.is_response(message) else None
         finally:
             message.id = self.id
 
@@ -296,20 +322,21 @@ class _Listener(asyncio.DatagramProtocol):
     def __init__(self, query: _Asked, start: float) -> None:
         self.query = query
         self.start = start
-        self.replies: list[tuple[dns.message.Message, DNSReply]] = []
+        self.replies: list[tuple[bool, DNSReply]] = []  # (truncated, reply)
         self.bad_packets = 0
         self.error: Exception | None = None
         self.first = asyncio.Event()  # a valid reply or a transport error arrived
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        message = self.query.reply(data)
-        if message is None:
+        read = self.query.read(data)
+        if read is None:
             self.bad_packets += 1
             return
         if len(self.replies) < MAX_REPLIES:
+            truncated, rcode, records = read
             source = endpoint_label(str(addr[0]), int(addr[1]))
-            reply = reply_from_message(message, elapsed_ms=ms_since(self.start), source=source)
-            self.replies.append((message, reply))
+            reply = DNSReply(rcode, records, ms_since(self.start), source)
+            self.replies.append((truncated, reply))
         self.first.set()
 
     def error_received(self, exc: Exception) -> None:
@@ -396,9 +423,9 @@ async def _query_udp(
                 return result(failure_from_exception(listener.error))
             return result(Failure.DNS_BAD_REPLY if listener.bad_packets else Failure.TIMEOUT)
 
-        first_message, first_reply = listener.replies[0]
+        truncated, first_reply = listener.replies[0]
         listen_until = min(start + first_reply.elapsed_ms / 1000 + window, deadline)
-        if first_message.flags & dns.flags.TC:
+        if truncated:
             tcp_reply = await _query_tcp(resolver, message, start, deadline - time.monotonic())
             tcp_elapsed = ms_since(start)
         if answered is not None:
@@ -421,13 +448,13 @@ async def _query_tcp(
             writer.write(struct.pack("!H", len(message.wire)) + message.wire)
             await writer.drain()
             (length,) = struct.unpack("!H", await reader.readexactly(2))
-            reply = message.reply(await reader.readexactly(length))
+            read = message.read(await reader.readexactly(length))
     except Exception as exc:
         return failure_from_exception(exc)
     finally:
         if writer is not None:
             writer.close()
-    if reply is None:
+    if read is None:
         return Failure.DNS_BAD_REPLY
     source = endpoint_label(resolver.host, resolver.port)
-    return reply_from_message(reply, elapsed_ms=ms_since(start), source=source)
+    return DNSReply(read[1], read[2], ms_since(start), source)

@@ -1,0 +1,213 @@
+"""A fast reader for the common shape of a DNS reply; dnspython reads the rest.
+
+Why a hand-written reader at all: parsing replies with dnspython
+(``dns.message.from_wire`` plus ``is_response``) was about 6 % of the CPU a
+test list costs (four replies per domain, each built into rdata objects, rrsets
+and enums only to be turned into a few strings).  A reply to our query usually
+has one shape: our question, then A, AAAA or CNAME records, perhaps an SOA in
+the authority section and an empty EDNS OPT record.  :func:`read_reply` reads
+exactly that shape and **declines** (returns None) anything else: a wrong id,
+another question, another record type, EDNS options, a truncated (TC) reply,
+an escaped character in a name, trailing bytes, any malformation.  A declined
+packet goes to dnspython, which decides as before.  So a reply is either read
+here with dnspython's result, or by dnspython itself: the differential test
+(``tests/probe/checks/test_dnswire.py``) holds this reader to dnspython's
+answer on generated and mutated (hostile) replies.
+
+What "dnspython's result" means, and is mirrored here: names are compared
+case-insensitively; compression pointers must point strictly backwards and
+into bytes before the name part that jumped (at most 16 jumps); a name is at
+most 255 bytes; records of one owner and type form one set (duplicates
+dropped, the smallest TTL, a TTL above 2**31 - 1 read as 0, a second CNAME
+replacing the first); the rcode includes EDNS's extended bits.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from probe.observations import DNSRecord
+
+_A, _CNAME, _SOA, _AAAA, _OPT = 1, 5, 6, 28, 41
+_IN = 1
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+_QR, _TC = 0x8000, 0x0200
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_MAX_HOPS = 16
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+
+
+class _Decline(Exception):
+    """Not the common shape: dnspython decides."""
+
+
+def _name(wire: bytes, at: int, end: int) -> tuple[tuple[bytes, ...], int]:
+    """The labels of the name at ``at`` (read no further than ``end``) and the
+    offset after it, with dnspython's rules for compression pointers."""
+    labels: list[bytes] = []
+    size = 1  # the root label
+    lowest = at  # where the part being read starts: a pointer must go below it
+    after = -1
+    hops = 0
+    while True:
+        if at >= end:
+            raise _Decline
+        count = wire[at]
+        if count == 0:
+            at += 1
+            break
+        if count < 64:
+            if at + 1 + count > end:
+                raise _Decline
+            labels.append(wire[at + 1 : at + 1 + count])
+            size += count + 1
+            at += 1 + count
+        elif count >= 192:
+            if at + 2 > end:
+                raise _Decline
+            target = (count & 0x3F) << 8 | wire[at + 1]
+            hops += 1
+            if target >= lowest or hops > _MAX_HOPS:
+                raise _Decline
+            if after < 0:
+                after = at + 2
+            end = lowest  # what the pointer reaches must end before the part that jumped
+            lowest = at = target
+        else:
+            raise _Decline
+    if size > 255:
+        raise _Decline
+    return tuple(labels), (after if after >= 0 else at)
+
+
+def _text(labels: tuple[bytes, ...]) -> str:
+    """The name as observations store it; declines names dnspython would escape."""
+    if not labels or any(not _PLAIN.issuperset(label) for label in labels):
+        raise _Decline
+    return b".".join(labels).decode("ascii").lower()
+
+
+def read_reply(
+    wire: bytes, qid: int, question: tuple[bytes, ...], qtype: int
+) -> tuple[str, tuple[DNSRecord, ...]] | None:
+    """The rcode and the A, AAAA and CNAME answer records of ``wire`` if it is a
+    plain, untruncated reply to query ``qid`` for ``question`` (lowercase
+    labels) and ``qtype``; None when it is not that shape (dnspython decides)."""
+    try:
+        return _read(wire, qid, question, qtype)
+    except _Decline:
+        return None
+
+
+def _read(
+    wire: bytes, qid: int, question: tuple[bytes, ...], qtype: int
+) -> tuple[str, tuple[DNSRecord, ...]]:
+    size = len(wire)
+    if size < 12:
+        raise _Decline
+    rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
+    if rid != qid or not flags & _QR or flags & 0x7800 or flags & _TC or qdcount != 1:
+        raise _Decline  # the opcode must be QUERY's (0), as ours
+    labels, at = _name(wire, 12, size)
+    if at + 4 > size or tuple(label.lower() for label in labels) != question:
+        raise _Decline
+    if struct.unpack_from("!HH", wire, at) != (qtype, _IN):
+        raise _Decline
+    at += 4
+    sets: dict[tuple[tuple[bytes, ...], int], _Set] = {}
+    for _ in range(ancount):
+        owner, at = _name(wire, at, size)
+        rtype, rclass, ttl, rdlen = _record(wire, at, size)
+        at += 10
+        if rclass != _IN or rtype not in (_A, _AAAA, _CNAME):
+            raise _Decline
+        end = at + rdlen
+        if rtype == _A and rdlen == 4:
+            value = socket.inet_ntoa(wire[at:end])
+        elif rtype == _AAAA and rdlen == 16:
+            value = str(ipaddress.IPv6Address(wire[at:end]))
+        elif rtype == _CNAME:
+            target, after = _name(wire, at, end)
+            if after != end:
+                raise _Decline
+            value = _text(target)
+        else:
+            raise _Decline
+        at = end
+        _add(sets, owner, rtype, 0 if ttl > 0x7FFFFFFF else ttl, value)
+    for _ in range(nscount):  # an SOA is all a plain reply carries here
+        _, at = _name(wire, at, size)
+        rtype, rclass, _, rdlen = _record(wire, at, size)
+        at += 10
+        end = at + rdlen
+        if rtype != _SOA or rclass != _IN:
+            raise _Decline
+        _, at = _name(wire, at, end)
+        _, at = _name(wire, at, end)
+        if at + 20 != end:
+            raise _Decline
+        at = end
+    extended = 0
+    for index in range(arcount):  # one empty OPT, last
+        owner, at = _name(wire, at, size)
+        rtype, _, ttl, rdlen = _record(wire, at, size)
+        at += 10
+        if owner or rtype != _OPT or rdlen or index:
+            raise _Decline
+        extended = (ttl >> 20) & 0xFF0
+    if at != size:
+        raise _Decline  # trailing bytes
+    rcode = _RCODES.get((flags & 0xF) | extended)
+    if rcode is None:
+        raise _Decline
+    records = tuple(
+        DNSRecord(_NAMES[rtype], found.owner, value, found.ttl)
+        for (_, rtype), found in sets.items()
+        for value in found.values
+    )
+    return rcode, records
+
+
+_NAMES = {_A: "A", _AAAA: "AAAA", _CNAME: "CNAME"}
+
+
+class _Set:
+    """The records of one owner and type, as dnspython's rrset keeps them."""
+
+    __slots__ = ("owner", "ttl", "values")
+
+    def __init__(self, owner: str, ttl: int, value: str) -> None:
+        self.owner, self.ttl, self.values = owner, ttl, [value]
+
+
+def _record(wire: bytes, at: int, size: int) -> tuple[int, int, int, int]:
+    if at + 10 > size:
+        raise _Decline
+    rtype, rclass, ttl, rdlen = _RR.unpack_from(wire, at)
+    if at + 10 + rdlen > size:
+        raise _Decline
+    return rtype, rclass, ttl, rdlen
+
+
+def _add(
+    sets: dict[tuple[tuple[bytes, ...], int], _Set],
+    owner: tuple[bytes, ...],
+    rtype: int,
+    ttl: int,
+    value: str,
+) -> None:
+    """dnspython's rrset semantics: one set per owner (any case) and type, the
+    smallest TTL, no duplicates, one CNAME (the last)."""
+    key = (tuple(label.lower() for label in owner), rtype)
+    found = sets.get(key)
+    if found is None:
+        sets[key] = _Set(_text(owner), ttl, value)
+        return
+    found.ttl = min(found.ttl, ttl)
+    if rtype == _CNAME:
+        found.values.clear()
+    if value not in found.values:
+        found.values.append(value)
