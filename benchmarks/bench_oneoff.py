@@ -117,13 +117,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results-oneoff.json"))
     args = parser.parse_args()
 
-    result: dict[str, Any] = {"startup": startup(args.runs), "checks": []}
+    # The machine is shared: the load average says how far the figures can be trusted.
+    result: dict[str, Any] = {"load_average_start": os.getloadavg()}
+    result |= {"startup": startup(args.runs), "checks": []}
     print(json.dumps(result["startup"]), flush=True)
     for i, scenario in enumerate(args.scenario or ["clean"]):
         measured = measure(scenario, args.runs, args.timeout, args.profile if i == 0 else None)
         result["checks"].append(measured)
         summary = {k: v for k, v in measured.items() if k != "samples"}
         print(json.dumps(summary), flush=True)
+    result["load_average_end"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
