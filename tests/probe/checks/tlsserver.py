@@ -411,9 +411,9 @@ class TLSServer:
             conn.do_handshake()
         except SSL.Error:
             return
-        block = _prf(
-            conn.master_key(), b"key expansion", conn.server_random() + conn.client_random()
-        )
+        master, server, client = conn.master_key(), conn.server_random(), conn.client_random()
+        assert master is not None and server is not None and client is not None
+        block = _prf(master, b"key expansion", server + client)
         aead, salt = AESGCM(block[16:32]), block[36:40]  # server write key and IV
         sequence = 1  # the server's Finished was 0
         while not self._stop.is_set():
