@@ -185,7 +185,9 @@ def test_a_list_run_keeps_no_finished_domain(
     )
 
     def domains_in_flight() -> int:
-        return sum(t.get_coro().__qualname__ == "check_domain" for t in asyncio.all_tasks())
+        return sum(
+            getattr(t.get_coro(), "__qualname__", "") == "check_domain" for t in asyncio.all_tasks()
+        )
 
     async def go() -> tuple[list[int], int]:
         handed: list[weakref.ref[DomainObservations]] = []

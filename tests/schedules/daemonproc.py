@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -157,15 +158,19 @@ def measurements(db: Path) -> list[tuple[str, str, str]]:
 
 
 @contextlib.contextmanager
-def locker(db: Path, hold: float, pause: float) -> Iterator[list[int]]:
-    """Another writer taking the database's write lock for ``hold`` s every ``pause`` s."""
+def locker(db: Path, hold: float, pause: float, seed: int = 0) -> Iterator[list[int]]:
+    """Another writer taking the database's write lock for ``hold`` s after pauses of
+    ``pause`` s on average.  The pauses vary (0.5-1.5 x, seeded): with a fixed
+    period, a daemon whose restart cycle took as long saved at the same phase each
+    time, always outside the lock, and the test meant to see refusals saw none."""
     stop = threading.Event()
     held = [0]
+    rng = random.Random(seed)
 
     def run() -> None:
         conn = sqlite3.connect(db, timeout=10, isolation_level=None)
         try:
-            while not stop.wait(pause):
+            while not stop.wait(rng.uniform(pause / 2, pause * 1.5)):
                 with contextlib.suppress(sqlite3.OperationalError):
                     conn.execute("BEGIN IMMEDIATE")
                     held[0] += 1

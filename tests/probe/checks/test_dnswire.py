@@ -70,7 +70,8 @@ def reply(rng: random.Random, asked: _Asked, qname: str) -> bytes:
     if rng.random() < 0.2:
         response.flags |= dns.flags.TC
     if rng.random() < 0.5:
-        options = [dns.edns.GenericOption(65001, b"x")] if rng.random() < 0.2 else []
+        unknown = dns.edns.GenericOption(dns.edns.OptionType.make(65001), b"x")
+        options: list[dns.edns.Option] = [unknown] if rng.random() < 0.2 else []
         response.use_edns(0, options=options)
         if rng.random() < 0.1:
             response.set_rcode(dns.rcode.BADVERS)
