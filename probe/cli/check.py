@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from probe.cli.data import ConfigOption, DbOption, VantageOption
 from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -90,24 +91,9 @@ def check(
         False, "--details", "-d", help="Show every endpoint (DNS, TCP, TLS, HTTP) and all notes."
     ),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the results."),
-    db: str | None = typer.Option(
-        None, "--db", metavar="URL", envvar="PROBE_DB", help="Database URL (default: SQLite file)."
-    ),
-    vantage: str | None = typer.Option(
-        None,
-        "--vantage",
-        envvar="PROBE_VANTAGE",
-        help="Name of this vantage point, stored with every result (default: a neutral "
-        "generated name, kept beside the database; never the host name).",
-    ),
-    config: str | None = typer.Option(
-        None,
-        "--config",
-        "-c",
-        envvar="REACHPROBE_CONFIG",
-        metavar="FILE",
-        help="Daemon config: stores with its vantage (name, country, ASN) and database.",
-    ),
+    db: DbOption = None,
+    vantage: VantageOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Check DNS, TCP, TLS and HTTP for each domain and name the blocking method.
 

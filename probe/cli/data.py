@@ -34,6 +34,26 @@ DbOption = Annotated[
         "Default: $PROBE_DB, else the SQLite file in the data directory.",
     ),
 ]
+VantageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vantage",
+        envvar="PROBE_VANTAGE",
+        metavar="NAME",
+        help="Name of this vantage point, stored with every result (default: a neutral "
+        "generated name, kept beside the database; never the host name).",
+    ),
+]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="REACHPROBE_CONFIG",
+        metavar="FILE",
+        help="Daemon config: stores with its vantage (name, country, ASN) and database.",
+    ),
+]
 Since = Annotated[
     str | None,
     typer.Option(help="Started at or after this time (YYYY-MM-DD or RFC 3339, UTC)."),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from probe.cli.data import DbOption
+from probe.cli.data import ConfigOption, DbOption, VantageOption
 from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -46,17 +46,8 @@ def trace(
     as_json: bool = typer.Option(False, "--json", help="One probe.trace/1 JSON object."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the trace."),
     db: DbOption = None,
-    vantage: str | None = typer.Option(
-        None, "--vantage", envvar="PROBE_VANTAGE", help="Name of this vantage point (stored)."
-    ),
-    config: str | None = typer.Option(
-        None,
-        "--config",
-        "-c",
-        envvar="REACHPROBE_CONFIG",
-        metavar="FILE",
-        help="Daemon config: stores with its vantage and database.",
-    ),
+    vantage: VantageOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Find the hop where DOMAIN is interfered with, and whether its resets are forged.
 
