@@ -114,7 +114,7 @@ def check(
         concurrency=concurrency,
         helpers=tuple(helper or ()) or _config_helpers(config),
     )
-    sink = None if no_store else _Sink(*_vantage(config, vantage, db))
+    sink = None if no_store else _Sink(*vantage_and_db(config, vantage, db))
     show = _Show(as_json=as_json, details=details, platform=platform, sink=sink)
     try:
         statuses = _run(chosen, options, show)
@@ -321,7 +321,9 @@ def _network(point: Vantage) -> str | None:
     return " ".join(b for b in bits if b) or None
 
 
-def _vantage(config: str | None, name: str | None, db: str | None) -> tuple[Vantage, str | None]:
+def vantage_and_db(
+    config: str | None, name: str | None, db: str | None
+) -> tuple[Vantage, str | None]:
     """Who is measuring, and where results go: the config's vantage and
     database when a config is given (so one-off checks join the daemon's), else
     ``--vantage`` or the host name.  Read before measuring: a broken config

@@ -56,7 +56,7 @@ def trace(
     77 no raw sockets or no scapy.
     """
     from probe.checks.dns import parse_resolver, system_resolver
-    from probe.cli.check import _vantage as vantage_and_db
+    from probe.cli.check import vantage_and_db
     from probe.targets import normalize_domain
     from probe.terminal import json_text, printable_lines
     from probe.trace.locate import locate

@@ -86,6 +86,32 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class DayGroup:
+    """The checks of one UTC day, with what both per-day views count of them."""
+
+    day: dt.date
+    checks: Sequence[Check]
+    verdicts: Counter[str]
+    methods: Counter[str]  # blocking methods of the day's blocked checks
+
+
+def by_day(checks: Iterable[Check]) -> list[DayGroup]:
+    """Checks grouped by their UTC day, oldest day first (order kept within a day)."""
+    grouped: dict[dt.date, list[Check]] = defaultdict(list)
+    for c in checks:
+        grouped[c.at.astimezone(dt.UTC).date()].append(c)
+    return [
+        DayGroup(
+            day=day,
+            checks=group,
+            verdicts=Counter(c.verdict for c in group),
+            methods=Counter(m for c in group if c.verdict == BLOCKED for m in c.methods),
+        )
+        for day, group in sorted(grouped.items())
+    ]
+
+
+@dataclass(frozen=True)
 class DayStat(Tally):
     day: dt.date
     checks: int
@@ -335,31 +361,23 @@ def _series(
 
 
 def _days(ordered: Sequence[Check]) -> tuple[DayStat, ...]:
-    grouped: dict[dt.date, list[Check]] = defaultdict(list)
-    for c in ordered:
-        grouped[c.at.astimezone(dt.UTC).date()].append(c)
-    out = []
-    for day in sorted(grouped):
-        group = grouped[day]
-        verdicts = Counter(c.verdict for c in group)
-        methods: Counter[str] = Counter(m for c in group if c.verdict == BLOCKED for m in c.methods)
-        out.append(
-            DayStat(
-                day=day,
-                checks=len(group),
-                blocked=verdicts[BLOCKED],
-                accessible=verdicts[ACCESSIBLE],
-                methods=tuple(methods.most_common()),
-                primary=tuple(
-                    Counter(
-                        c.methods[0] if c.methods else UNSPECIFIED
-                        for c in group
-                        if c.verdict == BLOCKED
-                    ).most_common()
-                ),
-            )
+    return tuple(
+        DayStat(
+            day=g.day,
+            checks=len(g.checks),
+            blocked=g.verdicts[BLOCKED],
+            accessible=g.verdicts[ACCESSIBLE],
+            methods=tuple(g.methods.most_common()),
+            primary=tuple(
+                Counter(
+                    c.methods[0] if c.methods else UNSPECIFIED
+                    for c in g.checks
+                    if c.verdict == BLOCKED
+                ).most_common()
+            ),
         )
-    return tuple(out)
+        for g in by_day(ordered)
+    )
 
 
 def _edges(

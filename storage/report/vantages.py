@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from storage.records import TimelineEvent
-from storage.report.summary import ACCESSIBLE, BLOCKED, Check, Tally
+from storage.report.summary import ACCESSIBLE, BLOCKED, Check, Tally, by_day
 from storage.report.text import fmt_time, percent
 from storage.text import spreadsheet_safe
 from storage.timeline import event_moment
@@ -134,28 +134,20 @@ def _flips(series: Sequence[Check]) -> list[tuple[dt.date, bool]]:
 
 def _days(vantage: str, endpoint: str, series: Sequence[Check]) -> list[Day]:
     flips: Counter[dt.date] = Counter(day for day, flipped in _flips(series) if flipped)
-    grouped: dict[dt.date, list[Check]] = defaultdict(list)
-    for c in series:
-        grouped[c.at.astimezone(dt.UTC).date()].append(c)
-    out = []
-    for day in sorted(grouped):
-        group = grouped[day]
-        verdicts = Counter(c.verdict for c in group)
-        methods = Counter(m for c in group if c.verdict == BLOCKED for m in c.methods)
-        out.append(
-            Day(
-                day=day,
-                vantage=vantage,
-                endpoint=endpoint,
-                checks=len(group),
-                blocked=verdicts[BLOCKED],
-                accessible=verdicts[ACCESSIBLE],
-                flips=flips[day],
-                methods=tuple(methods.most_common()),
-                reported=str(group[-1].reported),
-            )
+    return [
+        Day(
+            day=g.day,
+            vantage=vantage,
+            endpoint=endpoint,
+            checks=len(g.checks),
+            blocked=g.verdicts[BLOCKED],
+            accessible=g.verdicts[ACCESSIBLE],
+            flips=flips[g.day],
+            methods=tuple(g.methods.most_common()),
+            reported=str(g.checks[-1].reported),
         )
-    return out
+        for g in by_day(series)
+    ]
 
 
 def _cell(network: str, endpoint: str, group: Sequence[Check]) -> Cell:
