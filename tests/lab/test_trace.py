@@ -228,6 +228,13 @@ def test_thirty_silent_hops_are_bounded(clean_lab: Lab) -> None:
     assert rss_mib < 300, f"{rss_mib:.0f} MiB"
 
 
+def _ephemeral_ports() -> range:
+    """The calling thread's namespace's ephemeral port range (where connect() picks)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(n) for n in f.read().split())
+    return range(low, high + 1)
+
+
 def test_forged_and_malformed_replies_do_not_mislead(clean_lab: Lab) -> None:
     """While the trace runs, the access router floods the vantage with spoofed ICMP
     time exceeded (quoting other ports, truncated, empty) and resets from the server's
@@ -243,9 +250,13 @@ def test_forged_and_malformed_replies_do_not_mislead(clean_lab: Lab) -> None:
     net = clean_lab.net
     server = clean_lab.addresses(TARGET)[0]
     rng = random.Random(15)
+    # Forged packets name ports the trace cannot be using: a port from the vantage's
+    # ephemeral range could be a live probe's, and a reset to it would be a real hit.
+    ephemeral = call_in(clean_lab.vantage, _ephemeral_ports)
+    spare = [p for p in range(1024, 65536) if p not in ephemeral]
     forged: list[bytes] = []
     for _ in range(100):
-        port = rng.randrange(1024, 65536)
+        port = rng.choice(spare)
         quote = bytes(IP(src=net.vantage, dst=server) / TCP(sport=port, dport=443))
         forged += [
             bytes(
