@@ -16,21 +16,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import os
 import struct
 import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-import dns.entropy
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
+from typing import TYPE_CHECKING, Literal
 
 from probe.checks import dnswire
 from probe.checks.errors import failure_from_exception
@@ -39,11 +31,16 @@ from probe.failures import Failure
 from probe.netaddr import endpoint_label
 from probe.observations import DNSQuery, DNSRecord, DNSReply, Origin
 
+if TYPE_CHECKING:
+    import dns.message
+    import dns.name
+
 DEFAULT_DOH: tuple[str, ...] = ("https://1.1.1.1/dns-query", "https://8.8.8.8/dns-query")
 
 MAX_REPLIES = 16  # replies recorded per query: bounds memory under a reply flood
 
-_RECORD_TYPES = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA", dns.rdatatype.CNAME: "CNAME"}
+_RECORD_TYPES = {1: "A", 28: "AAAA", 5: "CNAME"}  # dnspython's rdatatype values
+_IN = 1  # dnspython's rdataclass.IN
 _RCODE_FAILURES = {
     "NXDOMAIN": Failure.DNS_NXDOMAIN,
     "SERVFAIL": Failure.DNS_SERVFAIL,
@@ -148,6 +145,11 @@ def system_resolver(path: str = "/etc/resolv.conf") -> Resolver:
 
 
 # ------------------------------------------------------- message -> observation
+#
+# Queries are built, and replies of the common shape read, by
+# :mod:`probe.checks.dnswire`; dnspython (imported here only when needed: it
+# is a seventh of a one-off check's CPU to import) builds the queries that
+# module declines and reads the replies it declines.
 
 
 def dns_name(name: dns.name.Name) -> str:
@@ -155,18 +157,14 @@ def dns_name(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower()
 
 
-def reply_from_message(message: dns.message.Message, *, elapsed_ms: float, source: str) -> DNSReply:
-    """Keep the rcode and the answer's A, AAAA and CNAME records, in wire order."""
-    rcode, records = _answer(message)
-    return DNSReply(rcode=rcode, records=records, elapsed_ms=elapsed_ms, source=source)
-
-
 def _answer(message: dns.message.Message) -> tuple[str, tuple[DNSRecord, ...]]:
     """The rcode and the answer's A, AAAA and CNAME records, in wire order."""
+    import dns.rcode
+
     records: list[DNSRecord] = []
     for rrset in message.answer:
         rtype = _RECORD_TYPES.get(rrset.rdtype)
-        if rtype is None or rrset.rdclass != dns.rdataclass.IN:
+        if rtype is None or rrset.rdclass != _IN:
             continue
         owner = dns_name(rrset.name)
         for rdata in rrset:
@@ -197,31 +195,22 @@ def reply_failure(reply: DNSReply, qname: str, qtype: str) -> Failure | None:
     return Failure.DNS_NO_ANSWER
 
 
-def parse_reply(query: dns.message.Message | None, wire: bytes) -> dns.message.Message | None:
-    """``wire`` as a reply to ``query`` (same id and question), else None;
-    without ``query``, any well-formed message."""
+def _parse(wire: bytes) -> dns.message.Message | None:
+    """``wire`` as a DNS message (dnspython), None when it is not one."""
+    import dns.exception
+    import dns.message
+
     try:
-        message = dns.message.from_wire(wire)
-        return message if query is None or query.is_response(message) else None
+        return dns.message.from_wire(wire)
     except (dns.exception.DNSException, ValueError, KeyError, IndexError, UnicodeError):
         return None
 
 
-def make_query(qname: str, qtype: str, *, doh: bool = False) -> dns.message.Message:
-    """A recursive query with EDNS0; DoH queries use id 0 as RFC 8484 advises."""
-    message = dns.message.make_query(qname, qtype, use_edns=0)
-    if doh:
-        message.id = 0
-    return message
-
-
 @dataclass(frozen=True)
 class _Question:
-    """A query built once per name and type: the vantage and control resolvers are
-    asked the same questions, and building a message with dnspython costs more
-    than the rest of sending it."""
+    """A query built once per name and type (the vantage and control resolvers are
+    asked the same questions), with id 0."""
 
-    message: dns.message.Message  # its own id is no query's
     wire: bytes
     labels: tuple[bytes, ...]  # the name, lowercase, as :mod:`probe.checks.dnswire` compares it
     rdtype: int
@@ -229,24 +218,35 @@ class _Question:
 
 @functools.lru_cache(maxsize=64)
 def _question(qname: str, qtype: str) -> _Question:
-    message = make_query(qname, qtype)
+    """A recursive query with EDNS0 (dnspython's ``make_query(..., use_edns=0)``):
+    by :mod:`probe.checks.dnswire` for a plain name, else by dnspython (which
+    also raises for a name or type that cannot be asked)."""
+    built = dnswire.make_query(qname, qtype)
+    if built is not None:
+        return _Question(*built)
+    import dns.message
+
+    message = dns.message.make_query(qname, qtype, use_edns=0)
+    message.id = 0
     asked = message.question[0]
     labels = tuple(label.lower() for label in asked.name.labels if label)
-    return _Question(message, message.to_wire(), labels, int(asked.rdtype))
+    return _Question(message.to_wire(), labels, int(asked.rdtype))
 
 
 @dataclass(frozen=True)
-class _Asked:
-    """One query as sent: a fresh random id on the question's cached wire form."""
+class Asked:
+    """One query as sent: an id on the question's cached wire form."""
 
     question: _Question
     id: int
     wire: bytes
 
     @classmethod
-    def new(cls, qname: str, qtype: str) -> _Asked:
+    def new(cls, qname: str, qtype: str, qid: int | None = None) -> Asked:
+        """``qid`` defaults to a random one (DoH asks with 0, as RFC 8484 advises)."""
         question = _question(qname, qtype)
-        qid = dns.entropy.random_16()
+        if qid is None:
+            qid = int.from_bytes(os.urandom(2), "big")
         return cls(question, qid, struct.pack("!H", qid) + question.wire[2:])
 
     def read(self, wire: bytes) -> tuple[bool, str, tuple[DNSRecord, ...]] | None:
@@ -259,21 +259,16 @@ class _Asked:
         message = self.reply(wire)
         if message is None:
             return None
-        return bool(message.flags & dns.flags.TC), *_answer(message)
+        return bool(message.flags & dnswire.TC), *_answer(message)
 
     def reply(self, wire: bytes) -> dns.message.Message | None:
-        """``wire`` as a reply to this query (same id and question), else None."""
-        message = parse_reply(None, wire)
+        """``wire`` as a reply to this query (dnspython's ``is_response``), else None."""
+        message = _parse(wire)
         if message is None or message.id != self.id:
             return None
-        # dnspython's own test for the rest (flags, opcode, question), on the
-        # template: the reply is ours, so its id can stand in for a moment.
-        template = self.question.message
-        message.id = template.id
-        try:
-            return message if template.is_response(message) else None
-        finally:
-            message.id = self.id
+        query = _parse(self.wire)
+        assert query is not None  # a query built above
+        return message if query.is_response(message) else None
 
 
 def ms_since(start: float) -> float:
@@ -319,7 +314,7 @@ async def query(
 class _Listener(asyncio.DatagramProtocol):
     """Collects the valid replies to one query and counts the rest."""
 
-    def __init__(self, query: _Asked, start: float) -> None:
+    def __init__(self, query: Asked, start: float) -> None:
         self.query = query
         self.start = start
         self.replies: list[tuple[bool, DNSReply]] = []  # (truncated, reply)
@@ -371,7 +366,7 @@ async def _query_udp(
     loop = asyncio.get_running_loop()
     start = time.monotonic()
     deadline = start + timeout
-    message = _Asked.new(qname, qtype)
+    message = Asked.new(qname, qtype)
 
     def result(
         failure: Failure | None, replies: tuple[DNSReply, ...] = (), elapsed: float | None = None
@@ -438,7 +433,7 @@ async def _query_udp(
 
 
 async def _query_tcp(
-    resolver: Resolver, message: _Asked, start: float, budget: float
+    resolver: Resolver, message: Asked, start: float, budget: float
 ) -> DNSReply | Failure:
     """Ask ``message`` over TCP (RFC 7766 two-byte length framing) within ``budget`` s."""
     writer: asyncio.StreamWriter | None = None

@@ -16,14 +16,7 @@ import ssl
 import time
 
 from probe.checks import tls
-from probe.checks.dns import (
-    Resolver,
-    make_query,
-    ms_since,
-    parse_reply,
-    reply_failure,
-    reply_from_message,
-)
+from probe.checks.dns import Asked, Resolver, ms_since, reply_failure
 from probe.checks.errors import failure_from_exception
 from probe.checks.http import HTTP_ALPN, Exchange
 from probe.checks.tcp import open_connection
@@ -56,18 +49,19 @@ async def query_doh(
     """
     start = time.monotonic()
     url = resolver.url or f"https://{endpoint_label(resolver.host, resolver.port)}/dns-query"
-    message = make_query(qname, qtype, doh=True)
+    asked = Asked.new(qname, qtype, qid=0)  # id 0, as RFC 8484 advises
     context = context or tls.make_context(ca_bundle, alpn=HTTP_ALPN)  # UsageError: bad bundle
     failure: Failure | None
     replies: tuple[DNSReply, ...] = ()
     try:
         async with asyncio.timeout(timeout):
-            status, body = await _post(resolver, url, message.to_wire(), context, timeout)
-        reply = parse_reply(message, body) if status == 200 else None
-        if reply is None:
+            status, body = await _post(resolver, url, asked.wire, context, timeout)
+        read = asked.read(body) if status == 200 else None
+        if read is None:
             failure = Failure.DNS_BAD_REPLY
-        else:
-            converted = reply_from_message(reply, elapsed_ms=ms_since(start), source=url)
+        else:  # a truncated (TC) reply counts as it is: over HTTPS there is no retry
+            _, rcode, records = read
+            converted = DNSReply(rcode, records, ms_since(start), url)
             failure = reply_failure(converted, qname, qtype)
             replies = (converted,)
     except Exception as exc:

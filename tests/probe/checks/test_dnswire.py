@@ -1,4 +1,5 @@
-"""The fast DNS reply reader agrees with dnspython or declines, on hostile input too."""
+"""The fast DNS query builder and reply reader agree with dnspython or decline,
+on hostile input too."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from probe.checks import dns as dns_module
 from probe.checks import dnswire
-from probe.checks.dns import _answer, _Asked
+from probe.checks.dns import Asked, _answer
 
 NAMES = ("x.com", "www.Example.test", "a-b_c.d.e.f.test")
 TARGETS = ("edge.x.com.", "CDN.example.test.", "x.com.", "a.b.test.")
@@ -23,7 +25,7 @@ V6 = ("2001:db8::1", "::ffff:192.0.2.1", "::1.2.3.4", "2001:db8:0:0:1::")  # can
 RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL, dns.rcode.REFUSED)
 
 
-def slow(asked: _Asked, wire: bytes) -> tuple[bool, str, tuple[object, ...]] | None:
+def slow(asked: Asked, wire: bytes) -> tuple[bool, str, tuple[object, ...]] | None:
     """What dnspython makes of ``wire`` (the path every declined packet takes)."""
     message = asked.reply(wire)
     if message is None:
@@ -31,11 +33,11 @@ def slow(asked: _Asked, wire: bytes) -> tuple[bool, str, tuple[object, ...]] | N
     return bool(message.flags & dns.flags.TC), *_answer(message)
 
 
-def fast(asked: _Asked, wire: bytes) -> tuple[str, tuple[object, ...]] | None:
+def fast(asked: Asked, wire: bytes) -> tuple[str, tuple[object, ...]] | None:
     return dnswire.read_reply(wire, asked.id, asked.question.labels, asked.question.rdtype)
 
 
-def reply(rng: random.Random, asked: _Asked, qname: str) -> bytes:
+def reply(rng: random.Random, asked: Asked, qname: str) -> bytes:
     """A reply to ``asked`` of the shapes resolvers send, and some they should not."""
     query = dns.message.from_wire(asked.wire)
     response = dns.message.make_response(query)
@@ -108,7 +110,7 @@ def test_fast_reader_agrees_with_dnspython_or_declines(seed: int) -> None:
     declined = 0
     for _ in range(150):
         qname = rng.choice(NAMES)
-        asked = _Asked.new(qname, rng.choice(("A", "AAAA")))
+        asked = Asked.new(qname, rng.choice(("A", "AAAA")))
         wire = reply(rng, asked, qname)
         for candidate in (wire, *(mutate(rng, wire) for _ in range(25))):
             got = fast(asked, candidate)
@@ -123,8 +125,8 @@ def test_fast_reader_agrees_with_dnspython_or_declines(seed: int) -> None:
 
 
 def test_a_reply_to_another_query_is_declined() -> None:
-    asked = _Asked.new("x.com", "A")
-    other = _Asked.new("x.com", "A")
+    asked = Asked.new("x.com", "A")
+    other = Asked.new("x.com", "A")
     query = dns.message.from_wire(other.wire)
     response = dns.message.make_response(query)
     response.answer.append(dns.rrset.from_text("x.com.", 60, "IN", "A", "192.0.2.1"))
@@ -132,3 +134,67 @@ def test_a_reply_to_another_query_is_declined() -> None:
     if other.id != asked.id:
         assert fast(asked, wire) is None and slow(asked, wire) is None
     assert fast(other, wire) == ("NOERROR", slow(other, wire)[2])  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ queries
+
+PLAIN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+ODD = ("\\", "\\065", "\\.", " ", "*", "@", "é", "ß", "xn--", "\x00", "\x7f", '"', "(")
+QTYPES = ("A", "AAAA", "CNAME", "a", "Aaaa", "MX", "TYPE1", "HTTPS", "BOGUS", "")
+
+
+def name(rng: random.Random) -> str:
+    """Plain names of every length up to dnspython's limits and past them, and odd ones."""
+    if rng.random() < 0.05:
+        return rng.choice(("", ".", "@", "..", ".x.com", "x..com", "x.com.."))
+    size = rng.choice((1, 2, 3, 8, 63, 64)) if rng.random() < 0.3 else rng.randrange(1, 20)
+    count = rng.choice((1, 2, 3, 4)) if rng.random() < 0.8 else rng.randrange(4, 130)
+    labels = ["".join(rng.choice(PLAIN) for _ in range(size)) for _ in range(count)]
+    if rng.random() < 0.2:
+        at = rng.randrange(len(labels))
+        labels[at] = labels[at][: rng.randrange(len(labels[at]) + 1)] + rng.choice(ODD)
+    return ".".join(labels) + ("." if rng.random() < 0.3 else "")
+
+
+def dnspython_query(qname: str, qtype: str) -> tuple[bytes, tuple[bytes, ...], int] | type:
+    """What dnspython builds (id 0), or the exception it raises."""
+    try:
+        message = dns.message.make_query(qname, qtype, use_edns=0)
+    except Exception as exc:
+        return type(exc)
+    message.id = 0
+    asked = message.question[0]
+    labels = tuple(label.lower() for label in asked.name.labels if label)
+    return message.to_wire(), labels, int(asked.rdtype)
+
+
+def test_query_builder_matches_dnspython_or_declines() -> None:
+    rng = random.Random(16)
+    built = declined = 0
+    for _ in range(1200):
+        qname = name(rng)
+        qtype = rng.choice(("A", "AAAA")) if rng.random() < 0.6 else rng.choice(QTYPES)
+        expected = dnspython_query(qname, qtype)
+        got = dnswire.make_query(qname, qtype)
+        if got is None:
+            declined += 1
+        else:
+            built += 1
+            assert got == expected, (qname, qtype)
+        # Whoever builds it, the query sent is dnspython's (or its error).
+        dns_module._question.cache_clear()
+        if isinstance(expected, type):
+            with pytest.raises(expected):
+                dns_module._question(qname, qtype)
+        else:
+            question = dns_module._question(qname, qtype)
+            assert (question.wire, question.labels, question.rdtype) == expected, qname
+    assert built > 400 and declined > 300, (built, declined)
+
+
+def test_each_query_gets_the_cached_question_with_its_own_id() -> None:
+    first, second = Asked.new("x.com", "A"), Asked.new("x.com", "A", qid=0)
+    assert first.question is second.question
+    assert second.wire == first.question.wire and second.id == 0
+    assert dns.message.from_wire(first.wire).id == first.id
+    assert first.wire[2:] == second.wire[2:]
