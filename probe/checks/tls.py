@@ -15,14 +15,16 @@ import logging
 import os
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
+from probe.checks import certwire
 from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, connect, elapsed_ms, open_connection
 from probe.errors import UsageError
 from probe.observations import Certificate, TCPObservation, TLSObservation, rfc3339
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -373,15 +375,27 @@ def certificate(der: bytes) -> Certificate:
     """Describe a DER certificate; fields that do not parse are left empty.
 
     Intercepting middleboxes sometimes present malformed certificates, and
-    the fingerprint alone is still worth keeping.  Cached by the certificate's
-    bytes: a list sees the same intermediates, CDN leaves and control-SNI
-    certificate over and over, and parsing one costs a few hundred
-    microseconds (the Certificate is frozen, so sharing it is safe).
+    the fingerprint alone is still worth keeping.  A certificate of the common
+    shape is read by :mod:`probe.checks.certwire`, anything else by
+    ``cryptography`` (imported only then), with the same result.  Cached by
+    the certificate's bytes: a list sees the same intermediates, CDN leaves
+    and control-SNI certificate over and over (the Certificate is frozen, so
+    sharing it is safe).
     """
     sha256 = hashlib.sha256(der).hexdigest()
+    fields = certwire.read(der)
+    if fields is None:
+        return _read_by_cryptography(der, sha256)
+    subject, issuer, sans, not_before, not_after = fields
+    return Certificate(subject, issuer, sans, sha256, rfc3339(not_before), rfc3339(not_after))
+
+
+def _read_by_cryptography(der: bytes, sha256: str) -> Certificate:
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # not ValueErrors, yet as malformed
         return Certificate("", "", (), sha256, "", "")
     return Certificate(
         subject=_safe(lambda: cert.subject.rfc4514_string()),
@@ -401,9 +415,16 @@ def _safe(read: Any) -> str:
 
 
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except (x509.ExtensionNotFound, ValueError):
+    except (
+        x509.ExtensionNotFound,
+        ValueError,
+        x509.DuplicateExtension,  # a middlebox's certificate can be anything
+        x509.UnsupportedGeneralNameType,  # an x400Address or ediPartyName
+    ):
         return ()
     return tuple(
         str(name.value) for name in ext.value if isinstance(name, x509.DNSName | x509.IPAddress)

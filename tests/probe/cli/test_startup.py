@@ -7,12 +7,14 @@ ones ``probe --help`` would have led to, for every top-level command.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trustme
 import typer.main
 from typer._click import Context
 
@@ -109,17 +111,22 @@ def test_measuring_code_is_loaded_then_frozen() -> None:
     assert run_python(code).split() == ["True", "True", "True"]
 
 
-def test_a_plain_check_imports_no_dnspython() -> None:
+def test_a_plain_check_imports_neither_dnspython_nor_cryptography() -> None:
     """dnspython is imported only for a query or reply that ``probe.checks.dnswire``
-    declines (about a seventh of a one-off check's CPU when it was always imported)."""
+    declines, ``cryptography`` only for a certificate ``probe.checks.certwire``
+    declines (each was about a seventh of a one-off check's CPU when always imported)."""
+    ca = trustme.CA()
+    der = ssl.PEM_cert_to_DER_cert(ca.issue_cert("x.com").cert_chain_pems[0].bytes().decode())
     code = (
         "import sys, probe.cli.check as c; c._load_measuring_code()\n"
-        "from probe.checks import dns, doh\n"
+        "from probe.checks import dns, doh, tls\n"
         "q = dns.Asked.new('x.com', 'A')\n"
         "answer = bytes.fromhex('c00c00010001 0000003c 0004 0a000001')\n"
         "reply = q.wire[:2] + bytes.fromhex('8180 0001 0001 0000 0000') + q.wire[12:23] + answer\n"
-        "print(q.read(reply)[1:], sorted(m for m in sys.modules if m.split('.')[0] == 'dns'))"
+        f"cert = tls.certificate(bytes.fromhex('{der.hex()}'))\n"
+        "print(q.read(reply)[1:], cert.sans,"
+        " sorted(m for m in sys.modules if m.split('.')[0] in ('dns', 'cryptography')))"
     )
     assert run_python(code).strip() == (
-        "('NOERROR', (DNSRecord(rtype='A', name='x.com', value='10.0.0.1', ttl=60),)) []"
+        "('NOERROR', (DNSRecord(rtype='A', name='x.com', value='10.0.0.1', ttl=60),)) ('x.com',) []"
     )
