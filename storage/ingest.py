@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, String, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -38,7 +39,11 @@ from storage.wire import Received
 
 m = measurements.c
 v = vantages.c
-_LIMITS = {c.name: c.type.length for c in measurements.c if isinstance(c.type, String)}
+_LIMITS = [
+    (c.name, c.type.length)
+    for c in measurements.c
+    if isinstance(c.type, String) and c.type.length is not None
+]
 
 
 class Revoked(ProbeError):
@@ -55,16 +60,18 @@ class IngestResult:
     duplicates: tuple[str, ...]  # already stored for this vantage (a retried batch)
 
 
-def prepare(registration: Registration, item: Received) -> dict[str, Any]:
+def prepare(
+    registration: Registration, item: Received, stored_at: dt.datetime | None = None
+) -> dict[str, Any]:
     """The measurement row to insert, attributed to the token's vantage.
 
     Raises SchemaError when a value does not fit its column: the database
     would refuse it, and it must be a 4xx for the sender, not a 500.
     """
-    values = measurement_values(item.row, item.verdict, registration.id)
-    for column, limit in _LIMITS.items():
-        value = values.get(column)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
+    values = measurement_values(item.row, item.verdict, registration.id, stored_at, clean=False)
+    for column, limit in _LIMITS:
+        value = values[column]
+        if isinstance(value, str) and len(value) > limit:
             raise SchemaError(f"measurement {item.row.id}: {column} longer than {limit}")
     return values
 
@@ -80,10 +87,10 @@ def ingest(
     ``items`` come from :func:`storage.wire.decode_line` (or storage.schema),
     whose text is already cleaned for storage.
     """
-    ordered = sorted(items, key=lambda r: r.row.id)
-    rows = [prepare(registration, r) for r in ordered]
-    documents = {r.row.id: r.document for r in ordered}
     when = now or dt.datetime.now(dt.UTC)
+    ordered = sorted(items, key=lambda r: r.row.id)
+    rows = [prepare(registration, r, when) for r in ordered]
+    documents = {r.row.id: r.document for r in ordered}
     insert_rows = _insert_sqlite if db.is_sqlite else _insert_postgresql
 
     def run(conn: Connection) -> IngestResult:
@@ -123,13 +130,15 @@ def _insert_postgresql(
     conn: Connection, rows: list[dict[str, Any]], documents: dict[str, str]
 ) -> set[str]:
     """Both tables in one statement; the ids of the rows that were new."""
-    params: dict[str, Any] = {name: [_bind(name, row[name]) for row in rows] for name in _COLUMNS}
+    params: dict[str, Any] = {name: [row[name] for row in rows] for name in _COLUMNS}
+    for name in _JSON_COLUMNS:
+        params[name] = [None if x is None else _json(x) for x in params[name]]
     params["documents"] = [documents[row["id"]] for row in rows]
     return set(conn.exec_driver_sql(_BULK_INSERT, params).scalars())
 
 
-def _bind(column: str, value: Any) -> Any:
-    return json.dumps(value) if column in _JSON_COLUMNS and value is not None else value
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _bulk_insert_sql() -> tuple[list[str], frozenset[str], str]:

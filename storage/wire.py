@@ -36,7 +36,6 @@ import inspect
 import json
 import types
 import typing
-import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -53,6 +52,10 @@ _INT = Annotated[int, msgspec.Meta(ge=-(2**63) + 1, le=2**63 - 1)]
 _FLOAT = Annotated[float, msgspec.Meta(gt=-9.2e18, lt=9.2e18)]
 # probe.observations.rfc3339's form, kept as text: it is stored as it came.
 _TIME = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
+# The canonical text of a UUID (str(uuid.UUID(...))); other spellings go to storage.schema.
+_UUID = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
 _NUL = "\\u0000"  # storage would drop it (storage.text.clean_text): the strict path cleans
 
 
@@ -81,7 +84,6 @@ def decode_line(line: str) -> Received | None:
         return None
     try:
         record: Any = _DECODER.decode(line)
-        measurement_id = str(uuid.UUID(record.id))
         verdict = msgspec.convert(record.verdict, Verdict, from_attributes=True)
         vantage = msgspec.convert(record.vantage, Vantage, from_attributes=True)
         observed = record.observations
@@ -92,10 +94,7 @@ def decode_line(line: str) -> Received | None:
 
     # The summary reads the mirrors as it reads the dataclasses (same fields, same
     # properties); building ~110 frozen dataclasses would cost more than decoding.
-    view = DomainObservations(
-        **{name: getattr(observed, name) for name in _OBSERVATION_FIELDS}, started_at=started_at
-    )
-    row = measurement_row(measurement_id, vantage, view, verdict)
+    row = measurement_row(record.id, vantage, observed, verdict, started_at)
     return Received(row, verdict, _ENCODER.encode(observed).decode())
 
 
@@ -138,7 +137,12 @@ def _struct(cls: type) -> Any:
         if isinstance(value, property) or (inspect.isfunction(value) and name[:2] != "__")
     }
     return msgspec.defstruct(
-        cls.__name__, fields, namespace=behaviour, forbid_unknown_fields=True, frozen=True
+        cls.__name__,
+        fields,
+        namespace=behaviour,
+        forbid_unknown_fields=True,
+        frozen=True,
+        gc=False,
     )
 
 
@@ -156,15 +160,12 @@ _Record = msgspec.defstruct(
     "Record",
     [
         ("schema", Literal[SCHEMA]),  # type: ignore[valid-type]
-        ("id", str),
+        ("id", _UUID),
         ("vantage", mirror(Vantage)),
         ("verdict", mirror(Verdict)),
         ("observations", mirror(DomainObservations)),
     ],
     forbid_unknown_fields=True,
-)
-_OBSERVATION_FIELDS = tuple(
-    f.name for f in dataclasses.fields(DomainObservations) if f.name != "started_at"
 )
 _DECODER = msgspec.json.Decoder(_Record)
 _ENCODER = msgspec.json.Encoder()

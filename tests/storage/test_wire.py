@@ -178,6 +178,8 @@ def test_json_that_python_reads_but_is_not_json_is_not_taken() -> None:
         ("observations.started_at", "2024-02-17T17:05:00.123"),  # naive: read as UTC
         ("observations.input", "x.com\x00"),  # NUL: cleaned by storage.schema
         ("observations.input", "x.com\ud800"),  # lone surrogate: replaced by storage.schema
+        ("id", "0E6D8C3A-1F2B-4C5D-8E9F-0A1B2C3D4E5F"),  # a UUID, not in its canonical text
+        ("id", "{0e6d8c3a-1f2b-4c5d-8e9f-0a1b2c3d4e5f}"),
     ],
 )
 def test_what_the_strict_decoder_rewrites_is_left_to_it(path: str, value: Any) -> None:
