@@ -18,11 +18,13 @@ DER: minimal lengths and integers, no trailing bytes): a v1 or v3 certificate;
 RSA (PKCS #1 v1.5), ECDSA or EdDSA signature algorithms and keys with the
 parameters those take; names of single-attribute RDNs whose values are
 PrintableString, UTF8String or IA5String (ASCII); UTCTime or GeneralizedTime
-to the second; and only the extensions every server certificate carries
-(subjectAltName with DNS names, IP addresses, e-mail addresses and URIs;
-basicConstraints, keyUsage, extKeyUsage, the key identifiers), each
-well-formed as ``cryptography`` requires.  Anything else (another
-extension, a multi-valued RDN, a BMPString, a negative serial...) declines.
+to the second; and only the extensions public CAs put in server
+certificates (subjectAltName with DNS names, IP addresses, e-mail addresses
+and URIs; basicConstraints, keyUsage, extKeyUsage, the key identifiers,
+authorityInfoAccess, CRL distribution points, certificate policies with CPS
+URIs, embedded SCTs), each well-formed as ``cryptography`` requires.
+Anything else (another extension, a multi-valued RDN, a BMPString, a
+non-positive serial...) declines.
 """
 
 from __future__ import annotations
@@ -78,10 +80,13 @@ _PRINTABLE_CHARS = frozenset(
 # RFC 4514 section 2.4, as cryptography applies it (NUL as \00).
 _ESCAPES = str.maketrans({c: "\\" + c for c in '\\"+,;<>'} | {"\0": "\\00"})
 
-_SAN, _BASIC, _KEY_USAGE, _EXT_KEY_USAGE, _SKI, _AKI = (
+_SAN, _BASIC, _KEY_USAGE, _EXT_KEY_USAGE, _SKI, _AKI, _CRL_POINTS, _POLICIES = (
     b"\x55\x1d\x11", b"\x55\x1d\x13", b"\x55\x1d\x0f", b"\x55\x1d\x25", b"\x55\x1d\x0e",
-    b"\x55\x1d\x23",
+    b"\x55\x1d\x23", b"\x55\x1d\x1f", b"\x55\x1d\x20",
 )  # fmt: skip
+_AIA = b"\x2b\x06\x01\x05\x05\x07\x01\x01"  # 1.3.6.1.5.5.7.1.1, authorityInfoAccess
+_CPS = b"\x2b\x06\x01\x05\x05\x07\x02\x01"  # 1.3.6.1.5.5.7.2.1, a policy's CPS URI
+_SCTS = b"\x2b\x06\x01\x04\x01\xd6\x79\x02\x04\x02"  # 1.3.6.1.4.1.11129.2.4.2
 
 
 class _Decline(Exception):
@@ -332,8 +337,23 @@ def _extensions(der: bytes, at: int, end: int) -> tuple[str, ...]:
             if key_id_stop != inner_stop:
                 raise _Decline
         else:
-            raise _Decline
+            _more_extensions(oid, value)
     return sans
+
+
+def _more_extensions(oid: bytes, value: bytes) -> None:
+    """The extensions a public CA's certificate carries besides the above."""
+    if oid == _AIA:
+        _access_descriptions(value)
+    elif oid == _CRL_POINTS:
+        _distribution_points(value)
+    elif oid == _POLICIES:
+        _policies(value)
+    elif oid == _SCTS:
+        start, stop = _whole(value, _OCTET_STRING)
+        _timestamps(value[start:stop])
+    else:
+        raise _Decline
 
 
 def _whole(value: bytes, tag: int) -> tuple[int, int]:
@@ -349,18 +369,103 @@ def _alt_names(value: bytes) -> tuple[str, ...]:
     at, stop = _whole(value, _SEQUENCE)
     names: list[str] = []
     while at < stop:
-        tag, start, at = _tlv(value, at, stop)
-        data = value[start:at]
-        if tag in (0x81, 0x82, 0x86):  # rfc822Name, dNSName, URI: IA5String
-            if not data.isascii():
-                raise _Decline
-            if tag == 0x82:
-                names.append(data.decode("ascii"))
-        elif tag == 0x87 and len(data) in (4, 16):  # iPAddress
+        tag, data, at = _general_name(value, at, stop)
+        if tag == 0x82:
+            names.append(data.decode("ascii"))
+        elif tag == 0x87:
             names.append(str(ipaddress.ip_address(data)))
-        else:
-            raise _Decline
     return tuple(names)
+
+
+def _general_name(value: bytes, at: int, stop: int) -> tuple[int, bytes, int]:
+    """An rfc822Name, dNSName or URI (IA5String: ASCII) or an iPAddress: its tag,
+    its bytes and the offset after it."""
+    tag, start, end = _tlv(value, at, stop)
+    data = value[start:end]
+    if tag in (0x81, 0x82, 0x86):
+        if not data.isascii():
+            raise _Decline
+    elif tag != 0x87 or len(data) not in (4, 16):
+        raise _Decline
+    return tag, data, end
+
+
+def _sequence_of(value: bytes, at: int, stop: int) -> list[tuple[int, int]]:
+    """The contents of a non-empty SEQUENCE OF SEQUENCE spanning ``value[at:stop]``."""
+    items: list[tuple[int, int]] = []
+    while at < stop:
+        start, at = _expect(value, at, stop, _SEQUENCE)
+        items.append((start, at))
+    if not items:
+        raise _Decline
+    return items
+
+
+def _access_descriptions(value: bytes) -> None:
+    """authorityInfoAccess: (method, location) pairs, the location a name as above."""
+    for at, stop in _sequence_of(value, *_whole(value, _SEQUENCE)):
+        start, at = _expect(value, at, stop, _OID)
+        _dotted(value[start:at])
+        if _general_name(value, at, stop)[2] != stop:
+            raise _Decline
+
+
+def _distribution_points(value: bytes) -> None:
+    """cRLDistributionPoints: each point a fullName of names as above, nothing else."""
+    for at, stop in _sequence_of(value, *_whole(value, _SEQUENCE)):
+        start, end = _expect(value, at, stop, 0xA0)  # distributionPoint
+        inner, names_end = _expect(value, start, end, 0xA0)  # fullName
+        if end != stop or names_end != end or inner == names_end:
+            raise _Decline
+        while inner < names_end:
+            inner = _general_name(value, inner, names_end)[2]
+
+
+def _policies(value: bytes) -> None:
+    """certificatePolicies: policy OIDs, each with CPS URIs (IA5String) or none."""
+    for at, stop in _sequence_of(value, *_whole(value, _SEQUENCE)):
+        start, at = _expect(value, at, stop, _OID)
+        _dotted(value[start:at])
+        if at == stop:
+            continue
+        start, end = _expect(value, at, stop, _SEQUENCE)
+        if end != stop:
+            raise _Decline
+        for inner, inner_stop in _sequence_of(value, start, end):
+            oid_start, oid_stop = _expect(value, inner, inner_stop, _OID)
+            uri_start, uri_stop = _expect(value, oid_stop, inner_stop, _IA5)
+            if value[oid_start:oid_stop] != _CPS or uri_stop != inner_stop:
+                raise _Decline
+            if not value[uri_start:uri_stop].isascii():
+                raise _Decline
+
+
+def _timestamps(data: bytes) -> None:
+    """A SignedCertificateTimestampList (RFC 6962 section 3.3) of v1 SCTs with the
+    hash and signature algorithms cryptography knows, to the last byte."""
+    scts, rest = _prefixed(data)
+    if rest or not scts:
+        raise _Decline
+    while scts:
+        sct, scts = _prefixed(scts)
+        if len(sct) < 43 or sct[0] != 0:  # version v1, log id, timestamp
+            raise _Decline
+        _, sct = _prefixed(sct[41:])  # extensions
+        if len(sct) < 2 or not 1 <= sct[0] <= 6 or not 1 <= sct[1] <= 3:
+            raise _Decline
+        _, sct = _prefixed(sct[2:])  # signature
+        if sct:
+            raise _Decline
+
+
+def _prefixed(data: bytes) -> tuple[bytes, bytes]:
+    """A TLS opaque<0..2^16-1>: its bytes and what follows."""
+    if len(data) < 2:
+        raise _Decline
+    end = 2 + int.from_bytes(data[:2], "big")
+    if end > len(data):
+        raise _Decline
+    return data[2:end], data[end:]
 
 
 def _basic_constraints(value: bytes) -> None:
