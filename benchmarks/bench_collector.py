@@ -110,17 +110,27 @@ def bench_in_process(url: str, count: int, batch: int, pg: str) -> dict[str, Any
 
 
 def bench_http(
-    url: str, count: int, batch: int, log: Path, pg: str, clients: int = 2, processes: int = 1
+    url: str,
+    count: int,
+    batch: int,
+    log: Path,
+    pg: str,
+    clients: int = 2,
+    processes: int = 1,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """``clients`` threads POSTing to ``processes`` collector processes (client i to
-    process i mod processes: what a load balancer in front of them would do)."""
+    process i mod processes: what a load balancer in front of them would do), each
+    with ``workers`` server processes on its one address (``--workers``)."""
     import httpx
 
     payloads = bodies(count, batch)
     with Store.open(url) as store:
         token = Registry(store.database).add(H.PTCL)[1]
     collectors = [
-        CollectorProcess(url, log.with_suffix(f".{i}.log"), extra=("--rate", "0")).start()
+        CollectorProcess(
+            url, log.with_suffix(f".{i}.log"), extra=("--rate", "0", "--workers", str(workers))
+        ).start()
         for i in range(processes)
     ]
     try:
@@ -149,6 +159,10 @@ def bench_http(
             for t in threads:
                 t.join()
 
+        if workers > 1:  # every worker has started (and logged so)
+            for c in collectors:
+                while c.output().count("Application startup complete") < workers:
+                    time.sleep(0.05)
         before = load()
         pg_before = postgres_cpu(pg)
         started = sum(_cpu_of(c) for c in collectors)  # imports, migration check
@@ -167,6 +181,7 @@ def bench_http(
         | {
             "clients": clients,
             "processes": processes,
+            "workers": workers,
         }
     )
 
@@ -225,10 +240,20 @@ def postgres_cpu(server_url: str) -> float | None:
 
 
 def _cpu_of(collector: CollectorProcess) -> float:
+    """CPU seconds of the server process and of its workers (``--workers``)."""
     assert collector.proc is not None
-    fields = Path(f"/proc/{collector.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime of the server
+    parent = collector.proc.pid
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == parent:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, and reaped workers'
+        elif int(fields[1]) == parent:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _postgres(pg: str, before: float | None, count: int, collector: float) -> dict[str, Any]:
@@ -260,7 +285,7 @@ def _figures(count: int, batch: int, wall: float, cpu: float, before: float) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=10_000, help="measurements per ingest run")
-    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--backlog", type=int, default=100_000, help="0: no backlog run")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results-collector.json"))
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -275,17 +300,22 @@ def main() -> None:
             figures = bench_in_process(url, args.count, batch, pg)
             results[f"in_process_batch_{batch}"] = figures
             print(f"in-process, batches of {batch}: {figures}", flush=True)
-        for batch, processes in ((100, 1), (1000, 1), (1000, 2)):
-            url = fresh_database(pg, f"bench_http_{batch}_{processes}")
-            log = workdir / f"http-{batch}-{processes}.log"
-            figures = bench_http(url, args.count, batch, log, pg, processes=processes)
+        for batch, processes, workers in ((100, 1, 1), (1000, 1, 1), (1000, 2, 1), (1000, 1, 2)):
+            url = fresh_database(pg, f"bench_http_{batch}_{processes}_{workers}")
+            log = workdir / f"http-{batch}-{processes}-{workers}.log"
+            figures = bench_http(
+                url, args.count, batch, log, pg, processes=processes, workers=workers
+            )
             key = f"http_batch_{batch}" + (f"_{processes}_processes" if processes > 1 else "")
+            key += f"_{workers}_workers" if workers > 1 else ""
             results[key] = figures
-            print(f"HTTP, batches of {batch}, {processes} process(es): {figures}", flush=True)
-        url = fresh_database(pg, "bench_backlog")
-        figures = bench_backlog(url, args.backlog, 500, workdir, pg)
-        results["backlog"] = figures
-        print(f"backlog: {figures}", flush=True)
+            print(f"HTTP, batches of {batch}, {processes} process(es) of {workers} worker(s): "
+                  f"{figures}", flush=True)  # fmt: skip
+        if args.backlog:
+            url = fresh_database(pg, "bench_backlog")
+            figures = bench_backlog(url, args.backlog, 500, workdir, pg)
+            results["backlog"] = figures
+            print(f"backlog: {figures}", flush=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.results}")
 

@@ -5,24 +5,37 @@ and exit status 2 instead of uvicorn's log-and-exit, and lets a test bind
 port 0 and learn the port.  uvicorn's access log stays off (it would log
 query strings; our own lines name vantages, never tokens), and its logging
 config is left alone so the CLI's log format applies.
+
+``--workers N`` forks N such servers on the one bound socket (the kernel hands
+each new connection to one of them), so one address uses several cores; each
+worker opens its own database connections after the fork, and a worker that
+dies is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import os
+import signal
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from starlette.applications import Starlette
 
-from probe.errors import UsageError
+from probe.errors import ExitStatus, ProbeError, UsageError
 
 log = logging.getLogger("collectors.server")
 
 KEEP_ALIVE_S = 5  # idle connections are closed after this
 MAX_CONNECTIONS = 256  # beyond this uvicorn answers 503 at once
 MAX_HEADER_BYTES = 16 * 1024
+STARTUP_S = 2.0  # a worker that dies sooner than this after its start is not replaced
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -76,5 +89,78 @@ def serve(
     )
     host, port = sock.getsockname()[:2]
     scheme = "https" if tls_cert else "http"
-    log.info("collector listening on %s://%s:%d", scheme, host, port)
+    log.info("collector listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
+    # What start-up built lives as long as the process: out of the collector's
+    # way, which decodes thousands of objects per upload.
+    gc.freeze()
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_workers(start: Callable[[], None], workers: int) -> None:
+    """Run ``start()`` (a server on an inherited socket) in ``workers`` forked processes.
+
+    Returns after SIGTERM or SIGINT, passed on to every worker, once all have
+    stopped. A worker that exits on its own is replaced, unless it did so
+    within STARTUP_S of its start (it cannot start: stop them all, one line).
+    """
+    children: dict[int, float] = {}  # pid -> start time
+    stopping = False
+    failure: WorkerFailed | None = None
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                start()
+                status = 0
+            except BaseException as exc:  # a worker reports, then exits with the status
+                log.error("collector worker %d failed: %s", os.getpid(), exc)
+                status = exc.exit_status if isinstance(exc, ProbeError) else ExitStatus.INTERNAL
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        children[pid] = time.monotonic()
+
+    def stop(_signum: int = 0, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(workers):
+            spawn()
+        while children:
+            pid, wait_status = os.wait()
+            started = children.pop(pid, None)
+            if started is None or stopping:
+                continue
+            code = os.waitstatus_to_exitcode(wait_status)
+            if time.monotonic() - started < STARTUP_S:
+                message = (
+                    f"collector worker {pid} exited ({code}) right after starting; see the log"
+                )
+                failure = WorkerFailed(message, code)
+                stop()
+            else:
+                log.warning("collector worker %d exited (%d): starting another", pid, code)
+                spawn()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if failure is not None:
+        raise failure
+
+
+class WorkerFailed(ProbeError):
+    """A worker could not start: its exit status (e.g. storage's) is the command's."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        known = status in ExitStatus._value2member_map_
+        self.exit_status = ExitStatus(status) if known else ExitStatus.INTERNAL

@@ -53,6 +53,10 @@ def serve(
             "in $REACHPROBE_DASHBOARD_TOKEN.",
         ),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Server processes on the one address (one per core)."),
+    ] = 1,
 ) -> None:
     """Receive uploads from probes into the database until SIGTERM/SIGINT; dashboard at /."""
     from probe.cli.daemon import _journal_logging
@@ -64,7 +68,7 @@ def serve(
         raise UsageError(f"--listen: {exc}") from None
     from collectors.dashboard import reader_token, routes
     from collectors.server import Settings, create_app
-    from collectors.server.serve import bind, check_tls
+    from collectors.server.serve import bind, check_tls, serve_workers
     from collectors.server.serve import serve as run
     from storage.store import Store
 
@@ -73,9 +77,17 @@ def serve(
     sock = bind(host, port)
     settings = Settings(max_body=max_body, max_batch=max_batch, upload_rate=rate)
     _journal_logging()
-    with Store.open(db) as store:
-        app = create_app(store, settings, extra_routes=dashboard)
-        run(app, sock, tls_cert=tls_cert, tls_key=tls_key)
+
+    def start() -> None:
+        with Store.open(db) as store:
+            app = create_app(store, settings, extra_routes=dashboard)
+            run(app, sock, tls_cert=tls_cert, tls_key=tls_key)
+
+    if workers == 1:
+        start()
+        return
+    Store.open(db).close()  # migrated once, here, before the workers open it
+    serve_workers(start, workers)
 
 
 def vantage_add(

@@ -7,7 +7,9 @@ collector holds.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +267,52 @@ def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
                 "--tls-key", str(chain))  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("probe: cannot load TLS certificate")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def _workers(collector: CollectorProcess, expected: int, timeout: float = 30) -> set[int]:
+    """The pids of the collector's worker processes, once there are ``expected``."""
+    assert collector.proc is not None
+    parent = str(collector.proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == parent:
+                found.add(int(stat.parent.name))
+        listening = collector.output().count("collector listening on")
+        if len(found) == expected and listening >= expected:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not {expected} workers: {collector.output()[-2000:]}")
+
+
+def test_workers_serve_one_address_and_a_killed_one_is_replaced(
+    tmp_path: Path, collector_db: str, token: str
+) -> None:
+    collector = CollectorProcess(collector_db, tmp_path / "workers.log", extra=("--workers", "2"))
+    collector.start()
+    second: set[int] = set()
+    try:
+        first = _workers(collector, 2)
+        n = 600
+        url = probe_db(tmp_path, n)
+        args = ("upload", "--collector", collector.url, "--token", token, "--db", url)
+        uploads = [spawn(*args, "--batch", "25") for _ in range(2)]
+        wait_for_rows(collector_db, 100)
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)  # mid-upload: its batch may be committed, unanswered
+        for proc in uploads:
+            proc.communicate(timeout=120)  # 0, or 5 if its request was on the killed worker
+        assert upload(url, collector, token, "--batch", "25").returncode == 0  # the survivor
+        assert_consistent(url, collector_db, n)
+        second = _workers(collector, 2)
+        assert killed not in second and len(second & first) == 1  # replaced, the other kept
+        assert "exited (-9): starting another" in collector.output()
+    finally:
+        assert collector.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in second)  # all stopped with it
+    assert "Traceback" not in collector.output()
