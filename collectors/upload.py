@@ -13,7 +13,6 @@ for the operator on the second.  Nothing is ever deleted from the probe.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from collectors import protocol
 from probe.errors import CollectorError, UsageError
 
 if TYPE_CHECKING:
-    from storage.records import StoredMeasurement
+    from storage.outbox import Outgoing
     from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -126,19 +125,14 @@ def upload(
         return UploadResult(name, sent, added, duplicates, outbox.others())
 
 
-def _send(client: httpx.Client, base: str, batch: list[StoredMeasurement]) -> tuple[list[str], int]:
+def _send(client: httpx.Client, base: str, batch: list[Outgoing]) -> tuple[list[str], int]:
     """POST one batch; the ids the collector confirmed and how many were new to it."""
-    from storage.jsonl import encode
-
-    lines = "".join(
-        json.dumps(encode(item), ensure_ascii=False, separators=(",", ":")) + "\n" for item in batch
-    )
-    body = gzip.compress(lines.encode("utf-8"), compresslevel=6)
+    body = gzip.compress(b"".join(item.line + b"\n" for item in batch), compresslevel=6)
     headers = {"Content-Type": protocol.CONTENT_TYPE, "Content-Encoding": "gzip"}
     answer = _json(
         _request(client, "POST", protocol.MEASUREMENTS_PATH, content=body, headers=headers), base
     )
-    sent = {item.row.id for item in batch}
+    sent = {item.id for item in batch}
     ids = answer.get("ids")
     added = answer.get("added")
     if not isinstance(ids, list) or not isinstance(added, int):

@@ -12,16 +12,23 @@ deletes or changes a measurement.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, and_, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 
+from probe.observations import DomainObservations, from_dict, to_dict
 from storage.database import Database
+from storage.jsonl import SCHEMA
 from storage.models import measurements, uploads, vantages
-from storage.records import StoredMeasurement
-from storage.store import _full_select, _stored
+from storage.records import Vantage
+from storage.store import _full_select, stored_verdict
 
 m = measurements.c
 u = uploads.c
@@ -69,8 +76,8 @@ class Outbox:
         with self._db.reading() as conn:
             return int(conn.execute(stmt.where(v.name != self.vantage)).scalar_one())
 
-    def batches(self, size: int) -> Iterator[list[StoredMeasurement]]:
-        """Unconfirmed measurements, oldest first, ``size`` at a time.
+    def batches(self, size: int) -> Iterator[list[Outgoing]]:
+        """Unconfirmed measurements, oldest first, ``size`` at a time, as upload lines.
 
         Pages by (started_at, id) after the last one handed out, so a batch
         the caller did not confirm is not handed out again in this pass (an
@@ -78,18 +85,18 @@ class Outbox:
         """
         after: tuple[dt.datetime, str] | None = None
         while True:
-            stmt = _full_select().where(self._unconfirmed())
+            stmt = _full_select(raw=True).where(self._unconfirmed())
             if after is not None:
                 stmt = stmt.where(
                     or_(m.started_at > after[0], and_(m.started_at == after[0], m.id > after[1]))
                 )
             stmt = stmt.order_by(m.started_at, m.id).limit(size)
             with self._db.reading() as conn:
-                page = [_stored(r) for r in conn.execute(stmt)]
-            if not page:
+                rows = conn.execute(stmt).all()
+            if not rows:
                 return
-            yield page
-            after = (page[-1].row.started_at, page[-1].row.id)
+            yield [_outgoing(r) for r in rows]
+            after = (rows[-1].started_at, rows[-1].id)
 
     def confirm(self, ids: Iterable[str]) -> int:
         """Record ``ids`` as confirmed by the collector; returns how many were new."""
@@ -115,3 +122,44 @@ class Outbox:
         with self._db.reading() as conn:
             value: dt.datetime | None = conn.execute(stmt).scalar()
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One measurement to upload: its id and its JSON Lines record (storage.jsonl's)."""
+
+    id: str
+    line: bytes
+
+
+def _outgoing(r: Row[Any]) -> Outgoing:
+    """The record of a row of _full_select(raw=True), encoded once in C.
+
+    The stored observations are read into storage.wire's mirrors (unknown keys
+    ignored, defaults filled in, as from_dict does for an older release's
+    documents) instead of dataclasses and back, the slow part of an upload.
+    A document they do not take (an older release's time format, a value out
+    of range) goes through from_dict and to_dict as before.
+    """
+    try:
+        observations: Any = _reader().decode(r.data)
+    except msgspec.DecodeError:  # msgspec.ValidationError is a DecodeError
+        observations = to_dict(from_dict(DomainObservations, json.loads(r.data)))
+    record = {
+        "schema": SCHEMA,
+        "id": r.id,
+        "vantage": Vantage(r.vantage_name, r.country, r.asn, r.network, r.notes),
+        "verdict": stored_verdict(r),
+        "observations": observations,
+    }
+    return Outgoing(r.id, _ENCODER.encode(record))
+
+
+@functools.cache
+def _reader() -> msgspec.json.Decoder[Any]:
+    from storage.wire import mirror
+
+    return msgspec.json.Decoder(mirror(DomainObservations, strict=False))
+
+
+_ENCODER = msgspec.json.Encoder()

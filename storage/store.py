@@ -23,12 +23,14 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    Text,
     and_,
     delete,
     func,
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -549,11 +551,11 @@ def apply_filter(stmt: Select[Any], f: MeasurementFilter, oldest_first: bool | N
     return stmt
 
 
-def _full_select() -> Select[Any]:
+def _full_select(raw: bool = False) -> Select[Any]:
+    """Every column of a measurement; ``raw``: its observations as the stored JSON text."""
+    data = type_coerce(observations.c.data, Text).label("data") if raw else observations.c.data
     return (
-        select(
-            *ROW_COLUMNS, m.reasons, m.notes.label("verdict_notes"), m.https_ok, observations.c.data
-        )
+        select(*ROW_COLUMNS, m.reasons, m.notes.label("verdict_notes"), m.https_ok, data)
         .join(vantages)
         .join(observations, observations.c.measurement_id == m.id)
     )
@@ -599,7 +601,14 @@ def _row(r: Row[Any], vantage_cache: dict[int, Vantage] | None = None) -> Measur
 
 
 def _stored(r: Row[Any]) -> StoredMeasurement:
-    verdict = Verdict(
+    return StoredMeasurement(
+        row=_row(r), observations=from_dict(DomainObservations, r.data), verdict=stored_verdict(r)
+    )
+
+
+def stored_verdict(r: Row[Any]) -> Verdict:
+    """The verdict of a row of _full_select."""
+    return Verdict(
         status=Status(r.status),
         blocking=tuple(Method(x) for x in _split(r.blocking)),
         trigger=Trigger(r.trigger) if r.trigger else None,
@@ -608,7 +617,4 @@ def _stored(r: Row[Any]) -> StoredMeasurement:
         https_ok=r.https_ok,
         classifier_version=r.classifier_version,
         notes=tuple(r.verdict_notes or ()),
-    )
-    return StoredMeasurement(
-        row=_row(r), observations=from_dict(DomainObservations, r.data), verdict=verdict
     )

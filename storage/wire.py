@@ -99,18 +99,22 @@ def decode_line(line: str) -> Received | None:
 
 
 @functools.cache
-def mirror(tp: Any) -> Any:
-    """The msgspec type that decodes ``tp`` strictly (built once per type)."""
+def mirror(tp: Any, strict: bool = True) -> Any:
+    """The msgspec type that decodes ``tp`` strictly (built once per type).
+
+    ``strict=False``: unknown keys are ignored, as probe.observations.from_dict
+    ignores them in documents of older releases (storage.outbox).
+    """
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(mirror(a) for a in typing.get_args(tp))]  # noqa: UP007
+        return typing.Union[tuple(mirror(a, strict) for a in typing.get_args(tp))]  # noqa: UP007
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple[mirror(args[0]), ...]  # type: ignore[misc]
-        return tuple[tuple(mirror(a) for a in args)]  # type: ignore[misc]
+            return tuple[mirror(args[0], strict), ...]  # type: ignore[misc]
+        return tuple[tuple(mirror(a, strict) for a in args)]  # type: ignore[misc]
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _struct(tp)
+        return _struct(tp, strict)
     if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
         return tp
     found = _SCALARS.get(tp)
@@ -119,18 +123,18 @@ def mirror(tp: Any) -> Any:
     return found
 
 
-def _struct(cls: type) -> Any:
+def _struct(cls: type, strict: bool) -> Any:
     """A frozen Struct with the dataclass's fields, defaults, properties and methods."""
     hints = typing.get_type_hints(cls)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for f in dataclasses.fields(cls):
+        tp = mirror(hints[f.name], strict)
         if f.default is not dataclasses.MISSING:
-            fields.append((f.name, mirror(hints[f.name]), f.default))
+            fields.append((f.name, tp, f.default))
         elif f.default_factory is not dataclasses.MISSING:
-            factory = msgspec.field(default_factory=f.default_factory)
-            fields.append((f.name, mirror(hints[f.name]), factory))
+            fields.append((f.name, tp, msgspec.field(default_factory=f.default_factory)))
         else:
-            fields.append((f.name, mirror(hints[f.name])))
+            fields.append((f.name, tp))
     behaviour = {
         name: value
         for name, value in vars(cls).items()
@@ -140,7 +144,7 @@ def _struct(cls: type) -> Any:
         cls.__name__,
         fields,
         namespace=behaviour,
-        forbid_unknown_fields=True,
+        forbid_unknown_fields=strict,
         frozen=True,
         gc=False,
     )
