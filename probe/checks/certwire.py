@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
 
 Fields = tuple[str, str, tuple[str, ...], dt.datetime, dt.datetime]
 """subject, issuer (RFC 4514, as ``cryptography`` writes them), the DNS names and
@@ -323,37 +324,12 @@ def _extensions(der: bytes, at: int, end: int) -> tuple[str, ...]:
         value = der[value_start:value_stop]
         if oid == _SAN:
             sans = _alt_names(value)
-        elif oid == _BASIC:
-            _basic_constraints(value)
-        elif oid == _KEY_USAGE:
-            _key_usage(value)
-        elif oid == _EXT_KEY_USAGE:
-            _purposes(value)
-        elif oid == _SKI:
-            _whole(value, _OCTET_STRING)
-        elif oid == _AKI:
-            inner_start, inner_stop = _whole(value, _SEQUENCE)
-            _, key_id_stop = _expect(value, inner_start, inner_stop, 0x80)  # keyIdentifier only
-            if key_id_stop != inner_stop:
-                raise _Decline
-        else:
-            _more_extensions(oid, value)
+            continue
+        check = _CHECKS.get(oid)
+        if check is None:
+            raise _Decline
+        check(value)
     return sans
-
-
-def _more_extensions(oid: bytes, value: bytes) -> None:
-    """The extensions a public CA's certificate carries besides the above."""
-    if oid == _AIA:
-        _access_descriptions(value)
-    elif oid == _CRL_POINTS:
-        _distribution_points(value)
-    elif oid == _POLICIES:
-        _policies(value)
-    elif oid == _SCTS:
-        start, stop = _whole(value, _OCTET_STRING)
-        _timestamps(value[start:stop])
-    else:
-        raise _Decline
 
 
 def _whole(value: bytes, tag: int) -> tuple[int, int]:
@@ -468,6 +444,22 @@ def _prefixed(data: bytes) -> tuple[bytes, bytes]:
     return data[2:end], data[end:]
 
 
+def _key_identifier(value: bytes) -> None:
+    _whole(value, _OCTET_STRING)
+
+
+def _authority_key_identifier(value: bytes) -> None:
+    """keyIdentifier only (cryptography refuses an issuer without a serial)."""
+    start, stop = _whole(value, _SEQUENCE)
+    if _expect(value, start, stop, 0x80)[1] != stop:
+        raise _Decline
+
+
+def _embedded_timestamps(value: bytes) -> None:
+    start, stop = _whole(value, _OCTET_STRING)
+    _timestamps(value[start:stop])
+
+
 def _basic_constraints(value: bytes) -> None:
     """cA TRUE with an optional pathLenConstraint, or neither (cA FALSE)."""
     at, stop = _whole(value, _SEQUENCE)
@@ -508,3 +500,18 @@ def _purposes(value: bytes) -> None:
     while at < stop:
         start, at = _expect(value, at, stop, _OID)
         _dotted(value[start:at])
+
+
+# How each extension besides subjectAltName is checked: those a server
+# certificate of a public CA carries; any other declines.
+_CHECKS: dict[bytes, Callable[[bytes], None]] = {
+    _BASIC: _basic_constraints,
+    _KEY_USAGE: _key_usage,
+    _EXT_KEY_USAGE: _purposes,
+    _SKI: _key_identifier,
+    _AKI: _authority_key_identifier,
+    _AIA: _access_descriptions,
+    _CRL_POINTS: _distribution_points,
+    _POLICIES: _policies,
+    _SCTS: _embedded_timestamps,
+}
