@@ -246,6 +246,70 @@ def test_the_lab_chain_is_read_here() -> None:
         assert fast(der) == by_cryptography(der)
 
 
+SIGNING = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+    encipher_only=False, decipher_only=False,
+)  # fmt: skip
+
+
+def test_a_public_ca_leaf_is_read_here() -> None:
+    """A leaf shaped like a public CA's (Let's Encrypt's, say) is read without
+    cryptography: the extensions such CAs add are all in the common shape."""
+    uri = x509.UniformResourceIdentifier
+    sct = b"\0" + bytes(32) + (1_700_000_000_000).to_bytes(8, "big") + b"\0\0\x04\x03"
+    sct += (70).to_bytes(2, "big") + bytes(70)
+    scts = (2 * (len(sct) + 2)).to_bytes(2, "big") + 2 * (len(sct).to_bytes(2, "big") + sct)
+    issuer = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US", _ASN1Type.PrintableString),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Let's Encrypt"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "R11"),
+        ]
+    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.test")])
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (SIGNING, True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectKeyIdentifier(bytes(20)), False),
+        (x509.AuthorityKeyIdentifier(bytes(range(20)), None, None), False),
+        (
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(x509.OID_OCSP, uri("http://r11.o.lencr.test")),
+                    x509.AccessDescription(x509.OID_CA_ISSUERS, uri("http://r11.i.lencr.test/")),
+                ]
+            ),
+            False,
+        ),
+        (x509.SubjectAlternativeName([x509.DNSName("www.example.test")]), False),
+        (
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(ObjectIdentifier("2.23.140.1.2.1"), None)]
+            ),
+            False,
+        ),
+        (
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([uri("http://r11.c.lencr.test/1.crl")], None, None, None)]
+            ),
+            False,
+        ),
+        (x509.UnrecognizedExtension(SCT_OID, b"\x04\x81" + bytes((len(scts),)) + scts), False),
+    ]
+    builder = x509.CertificateBuilder(
+        issuer_name=issuer, subject_name=subject, public_key=EC_KEY.public_key(),
+        serial_number=2**140 + 7, not_valid_before=NOW, not_valid_after=NOW + dt.timedelta(days=90),
+    )  # fmt: skip
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    der = builder.sign(EC_KEY, hashes.SHA256()).public_bytes(Encoding.DER)
+    got = fast(der)
+    assert got is not None and got == by_cryptography(der)
+    assert got.sans == ("www.example.test",)
+
+
 @pytest.mark.parametrize("corpus", ["generated", "system"])
 def test_fast_reader_agrees_with_cryptography_or_declines(corpus: str) -> None:
     rng = random.Random(16)
