@@ -92,16 +92,16 @@ def test_verbose_shows_the_probe_not_every_http_request() -> None:
 def test_default_vantage_name_is_neutral_and_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from probe.cli.check import _vantage
+    from probe.cli.check import vantage_and_db
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    first, _ = _vantage(None, None, None)
-    again, _ = _vantage(None, None, None)
+    first, _ = vantage_and_db(None, None, None)
+    again, _ = vantage_and_db(None, None, None)
     assert first.name == again.name and first.name.startswith("probe-")
     assert socket.gethostname() not in first.name
     assert (tmp_path / "reachprobe" / "vantage-name").read_text().strip() == first.name
-    assert _vantage(None, "chosen", None)[0].name == "chosen"
+    assert vantage_and_db(None, "chosen", None)[0].name == "chosen"
 
 
 def test_init_names_the_vantage_neutrally_or_as_told(tmp_path: Path) -> None:
