@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from probe import eventloop
 from probe.errors import StorageError, UsageError
 from schedules import jobs
 from schedules import state as st
@@ -396,7 +397,7 @@ def run(config: Config) -> int:
             loop.add_signal_handler(sig, _on_signal, sig, stop)
         await Daemon(config).run(stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0
 
 

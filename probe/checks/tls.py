@@ -221,29 +221,33 @@ async def start_tls(
     and then more than :data:`POST_HANDSHAKE_LIMIT` bytes that are not
     application data (reads then fail with ssl.SSLError).
 
-    The TLS protocol asyncio installs is wrapped in a :class:`_Meter` as it is
-    installed (before it reads anything), and once the handshake is done the
-    stream's protocol in a :class:`_Delivered` that tells the meter what was data.
+    The TLS protocol the loop installs is wrapped in a :class:`_Meter` one loop
+    turn later, before the loop's first read for it (which the loop schedules
+    after that turn, asyncio's and uvloop's alike: uvloop's transports cannot be
+    patched), and once the handshake is done the stream's protocol in a
+    :class:`_Delivered` that tells the meter what was data.
     """
     transport = writer.transport
-    install = transport.set_protocol
-    meters: list[_Meter] = []
-
-    def metered(protocol: asyncio.BaseProtocol) -> None:
-        if isinstance(protocol, asyncio.BufferedProtocol):
-            meters.append(_Meter(protocol, HANDSHAKE_LIMIT, transport))
-            protocol = meters[-1]
-        install(protocol)
-
-    transport.set_protocol = metered  # type: ignore[method-assign]
-    try:
-        async with asyncio.timeout(timeout):
-            await writer.start_tls(
+    meter: _Meter | None = None
+    async with asyncio.timeout(timeout):
+        upgrade = asyncio.ensure_future(
+            writer.start_tls(
                 context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)
             )
-    finally:
-        del transport.set_protocol  # the class's method again
-    for meter in meters:
+        )
+        try:
+            # One turn of the loop: the upgrade installs its TLS protocol on the
+            # transport and schedules the first read after this task's next step.
+            await asyncio.sleep(0)
+        except BaseException:
+            upgrade.cancel()
+            raise
+        protocol = transport.get_protocol()
+        if not upgrade.done() and hasattr(protocol, "get_buffer"):
+            meter = _Meter(protocol, HANDSHAKE_LIMIT, transport)  # type: ignore[arg-type]
+            transport.set_protocol(meter)
+        await upgrade
+    if meter is not None:
         meter.after_handshake(writer.transport)
 
 

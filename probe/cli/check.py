@@ -192,6 +192,7 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
     import logging
     import signal
 
+    from probe import eventloop
     from probe.check import check_targets
 
     log = logging.getLogger("probe.check")
@@ -238,7 +239,7 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
                 await asyncio.to_thread(show.sink.save, obs, verdict)
 
     try:
-        asyncio.run(go())
+        eventloop.run(go())
     except asyncio.CancelledError:  # a second Ctrl-C
         raise KeyboardInterrupt from None
     finally:
