@@ -29,6 +29,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -201,8 +202,11 @@ def bench_backlog(url: str, backlog: int, batch: int, workdir: Path, pg: str) ->
         pg_before = postgres_cpu(pg)
         started = _cpu_of(collector)  # imports, migration check
         start = time.perf_counter()
+        probe_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - start
+        probe_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        probe_cpu = sum(getattr(probe_after, f) - getattr(probe_before, f) for f in _CPU)
         assert done.returncode == 0, done.stderr
         cpu = _cpu_of(collector) - started
     finally:
@@ -211,7 +215,14 @@ def bench_backlog(url: str, backlog: int, batch: int, workdir: Path, pg: str) ->
     with Store.open(url) as store:
         stored = store.count()
     assert stored == backlog, (stored, backlog)
-    return _figures(backlog, batch, wall, cpu, before) | postgres | {"output": done.stdout.strip()}
+    return (
+        _figures(backlog, batch, wall, cpu, before)
+        | postgres
+        | {"probe_cpu_seconds": round(probe_cpu, 2), "output": done.stdout.strip()}
+    )
+
+
+_CPU = ("ru_utime", "ru_stime")
 
 
 def postgres_cpu(server_url: str) -> float | None:

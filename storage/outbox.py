@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy import Connection, and_, exists, func, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -55,10 +55,17 @@ class Outbox:
         self.vantage = vantage
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
-    def _unconfirmed(self) -> Any:
+    def _unconfirmed(self, in_start_order: bool = False) -> Any:
+        """``in_start_order``: for a scan in (started_at, id) order. SQLite would
+        otherwise take the vantage's index and sort all of its backlog for
+        every page (a 100,000 backlog spent most of its time there); ``+ 0``
+        keeps vantage_id off its index, SQLite's documented way to steer it."""
         confirmed = exists().where(u.collector == self.collector, u.measurement_id == m.id)
         conditions = [~confirmed]
-        if self.vantage is not None:
+        if self.vantage is not None and in_start_order and self._db.is_sqlite:
+            mine = select(v.id).where(v.name == self.vantage).scalar_subquery()
+            conditions.append((m.vantage_id + 0).in_(mine))
+        elif self.vantage is not None:
             conditions.append(v.name == self.vantage)
         return and_(*conditions)
 
@@ -85,11 +92,10 @@ class Outbox:
         """
         after: tuple[dt.datetime, str] | None = None
         while True:
-            stmt = _full_select(raw=True).where(self._unconfirmed())
+            stmt = _full_select(raw=True).where(self._unconfirmed(in_start_order=True))
             if after is not None:
-                stmt = stmt.where(
-                    or_(m.started_at > after[0], and_(m.started_at == after[0], m.id > after[1]))
-                )
+                last = (literal(after[0], m.started_at.type), literal(after[1], m.id.type))
+                stmt = stmt.where(tuple_(m.started_at, m.id) > tuple_(*last))
             stmt = stmt.order_by(m.started_at, m.id).limit(size)
             with self._db.reading() as conn:
                 rows = conn.execute(stmt).all()
