@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import hashlib
 import html
 import logging
@@ -308,6 +309,14 @@ def _headers(host: str) -> list[tuple[str, str]]:
     ]
 
 
+@functools.lru_cache(maxsize=256)
+def _request_head(method: str, target: str, headers: tuple[tuple[str, str], ...]) -> h11.Request:
+    """A request head as an h11 event, made once: h11 checks every header with a
+    regular expression, and a domain asks the same two heads seven times (an
+    event is immutable, so sharing it is safe)."""
+    return h11.Request(method=method, target=target, headers=list(headers))
+
+
 class Exchange:
     """One HTTP/1.1 request and response on a connection; h11 does the parsing.
 
@@ -329,7 +338,7 @@ class Exchange:
         body: bytes = b"",
     ) -> float:
         """Send the request (``body`` needs its Content-Length header); the time it was sent."""
-        data = self.parser.send(h11.Request(method=method, target=target, headers=headers))
+        data = self.parser.send(_request_head(method, target, tuple(headers)))
         if body:
             data += self.parser.send(h11.Data(data=body))
         self.conn.writer.write(data + self.parser.send(h11.EndOfMessage()))
