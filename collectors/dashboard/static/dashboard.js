@@ -6,7 +6,11 @@ const API = "/api/dashboard/v1";
 const STATES = ["accessible", "blocked", "intermittent", "down", "offline", "inconclusive"];
 const css = getComputedStyle(document.documentElement);
 const COLOURS = Object.fromEntries(STATES.map((s) => [s, css.getPropertyValue("--" + s).trim()]));
-const state = { platform: new URLSearchParams(location.search).get("platform") || "", chart: null };
+const state = {
+  platform: new URLSearchParams(location.search).get("platform") || "",
+  chart: null,
+  seriesAsked: 0, // the newest time-view request: an older answer arriving later is dropped
+};
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -203,7 +207,9 @@ async function loadSeries() {
   const summary = document.getElementById("time-summary");
   if (!vantage) { summary.textContent = "No vantage yet."; return; }
   const period = document.getElementById("period-select").value;
+  const asked = ++state.seriesAsked;
   const data = await getJSON(API + "/series" + platformQuery({ vantage, period }));
+  if (asked !== state.seriesAsked) return; // the choice changed while this was on its way
   const intermittent = data.endpoints.filter((e) => e.buckets.some((b) => bucketState(b.counts) === "intermittent"));
   summary.textContent = data.vantage.name + " (" + where(data.vantage) + "), " + data.since + " to " +
     data.until + ", buckets of " + Math.round(data.bucket_s / 60) + " min" +

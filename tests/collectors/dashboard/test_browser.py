@@ -185,3 +185,31 @@ def test_readable_on_a_phone(collector: CollectorProcess) -> None:
         screenshot(page, "dashboard-phone.png")
         page.close()
         assert console.problems == []
+
+
+def test_an_answer_for_an_older_choice_does_not_overwrite_the_newer(
+    collector: CollectorProcess,
+) -> None:
+    """The reader picks 30 days, then 1 day; the 30-day answer comes last (held here,
+    as a slow query or a busy collector does): the view stays on 1 day."""
+    with chromium() as browser:
+        page, console = _open(browser, collector.url + "/")
+        page.select_option("#vantage-select", "lahore")
+        _wait_text(page, "#time-summary", "buckets of 120 min")  # the default 7 days
+        held: list[Any] = []
+
+        def hold(route: Any) -> None:
+            held.append(route)
+
+        page.route(lambda url: "/series?" in url and "period=30d" in url, hold)
+        page.select_option("#period-select", "30d")
+        while not held:
+            page.wait_for_timeout(50)
+        page.select_option("#period-select", "1d")
+        _wait_text(page, "#time-summary", "buckets of 15 min")
+        with page.expect_response(lambda r: "period=30d" in r.url):
+            held[0].continue_()
+        page.wait_for_timeout(500)  # time for the late answer to be (wrongly) drawn
+        assert "buckets of 15 min" in page.inner_text("#time-summary")
+        page.close()
+        assert console.problems == []
