@@ -358,33 +358,64 @@ def to_dict(obj: Any) -> Any:
     cls = type(obj)
     if cls in _SCALARS:  # most values: decided by one set lookup
         return obj
-    names = _field_names(cls)
-    if names is not None:
-        return {name: to_dict(getattr(obj, name)) for name in names}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, dt.datetime):
-        return rfc3339(obj)
-    if isinstance(obj, tuple | list):
-        return [to_dict(v) for v in obj]
+    convert = _CONVERTERS.get(cls) or _converter(cls)
+    return convert(obj)
+
+
+_CONVERTERS: dict[type, typing.Callable[[Any], Any]] = {}
+
+
+def _converter(cls: type) -> typing.Callable[[Any], Any]:
+    """How :func:`to_dict` converts a value of ``cls``, decided once per class.
+
+    A dataclass gets a function made for it that reads each field and converts
+    only the values that are not scalars: walking a domain's observations field
+    by field through the generic path was about half of its JSON output's CPU.
+    """
+    convert: typing.Callable[[Any], Any]
+    if dataclasses.is_dataclass(cls):
+        convert = _dataclass_converter(cls)
+    elif issubclass(cls, enum.Enum):
+        convert = _enum_value
+    elif issubclass(cls, dt.datetime):
+        convert = rfc3339
+    elif issubclass(cls, tuple | list):
+        convert = _as_list
+    else:
+        convert = _same
+    _CONVERTERS[cls] = convert
+    return convert
+
+
+def _enum_value(obj: enum.Enum) -> Any:
+    return obj.value
+
+
+def _as_list(obj: tuple[Any, ...] | list[Any]) -> list[Any]:
+    return [to_dict(v) for v in obj]
+
+
+def _same(obj: Any) -> Any:
     return obj
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...] | None:
-    """A dataclass's field names (looked up once per class), else None."""
-    try:
-        return _FIELD_NAMES[cls]
-    except KeyError:
-        names = (
-            tuple(f.name for f in dataclasses.fields(cls))
-            if dataclasses.is_dataclass(cls)
-            else None
-        )
-        _FIELD_NAMES[cls] = names
-        return names
+def _dataclass_converter(cls: type) -> typing.Callable[[Any], Any]:
+    """``lambda o: {"f": to_dict(o.f), ...}`` for ``cls``'s fields, with the
+    scalar test inlined.  Generated source, as :mod:`dataclasses` makes
+    ``__init__``: a third fewer instructions than the same walk through
+    ``operator.attrgetter`` and a comprehension.  Field names are identifiers,
+    so the source holds nothing but them."""
+    items = ", ".join(
+        f"{f.name!r}: v if type(v := o.{f.name}) in scalars else to_dict(v)"
+        for f in dataclasses.fields(cls)
+    )
+    namespace: dict[str, Any] = {}
+    exec(  # the source holds only the dataclass's own field names
+        f"def convert(o, scalars=scalars, to_dict=to_dict, type=type):\n    return {{{items}}}\n",
+        {"scalars": _SCALARS, "to_dict": to_dict},
+        namespace,
+    )
+    return typing.cast(typing.Callable[[Any], Any], namespace["convert"])
 
 
 def from_dict(cls: type[T], data: Any) -> T:

@@ -40,10 +40,17 @@ def _json_escape(ch: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
+# Made once: ``json.dumps`` with options builds an encoder per call.  Our values
+# are trees we build, never cyclic, so the cycle check (a dict of every
+# container's id) is skipped.
+_LINE = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+
+
 def json_text(value: Any, *, indent: int | None = None) -> str:
     """``json.dumps`` (non-ASCII kept readable) with every non-printable character
     escaped; they only ever occur inside strings, where ``\\uXXXX`` means the same."""
-    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    encoder = _LINE if indent is None else json.JSONEncoder(ensure_ascii=False, indent=indent)
+    text = encoder.encode(value)
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text)

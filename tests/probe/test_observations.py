@@ -3,8 +3,10 @@ re-classification depend on it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+from typing import Any
 
 from probe.failures import Failure
 from probe.observations import (
@@ -107,6 +109,31 @@ def test_round_trip_through_json_is_lossless() -> None:
     obs = sample()
     text = json.dumps(to_dict(obs))
     assert from_dict(DomainObservations, json.loads(text)) == obs
+
+
+def test_to_dict_gives_plain_json_values_in_field_order() -> None:
+    """Every enum becomes its plain value, every tuple a list, field order kept:
+    the JSON line and storage read these, whatever the converter made per class."""
+    data = to_dict(sample())
+    assert list(data) == [f.name for f in dataclasses.fields(DomainObservations)]
+    tls = data["endpoints"][0]["tls"]
+    assert tls["failure"] == Failure.TLS_UNKNOWN_AUTHORITY.value
+    assert type(tls["failure"]) is str
+    assert data["started_at"] == rfc3339(sample().started_at)
+
+    def plain(value: Any) -> None:
+        assert type(value) in (dict, list, str, int, float, bool, type(None)), value
+        inside = value.values() if isinstance(value, dict) else value
+        for inner in inside if isinstance(value, dict | list) else ():
+            plain(inner)
+
+    plain(data)
+    assert to_dict(EmptyRecord()) == {}
+
+
+@dataclasses.dataclass(frozen=True)
+class EmptyRecord:
+    """A dataclass without fields still converts (to an empty object)."""
 
 
 def test_old_records_missing_new_fields_still_load() -> None:
