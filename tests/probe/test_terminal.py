@@ -59,3 +59,13 @@ def test_helpers() -> None:
     assert printable("a\nb\tc\x1b") == "a\\nb\\tc\\x1b"
     assert printable_lines("one\x07\ntwo") == "one\\x07\ntwo"
     assert json.loads(json_text({"k": "\U000e0041\x85"})) == {"k": "\U000e0041\x85"}
+
+
+def test_json_text_of_ascii_escapes_del_and_keeps_the_rest() -> None:
+    """ASCII text takes the short way (no ``isprintable`` pass): DEL, the one ASCII
+    character JSON leaves raw that is not printable, is still escaped."""
+    assert json_text({"k": "a\x7fb"}) == '{"k": "a\\u007fb"}'
+    assert json_text({"k": "a\x7fb"}, indent=1) == '{\n "k": "a\\u007fb"\n}'
+    plain = {"k": ["tab\there", "nl\n", 1.5, None]}
+    assert json_text(plain) == json.dumps(plain)
+    assert json_text(plain, indent=2) == json.dumps(plain, indent=2)
