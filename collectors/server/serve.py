@@ -9,7 +9,7 @@ config is left alone so the CLI's log format applies.
 ``--workers N`` forks N such servers on the one bound socket (the kernel hands
 each new connection to one of them), so one address uses several cores; each
 worker opens its own database connections after the fork, and a worker that
-dies is replaced.
+dies after it began to serve is replaced.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -35,7 +34,6 @@ log = logging.getLogger("collectors.server")
 KEEP_ALIVE_S = 5  # idle connections are closed after this
 MAX_CONNECTIONS = 256  # beyond this uvicorn answers 503 at once
 MAX_HEADER_BYTES = 16 * 1024
-STARTUP_S = 2.0  # a worker that dies sooner than this after its start is not replaced
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -71,9 +69,17 @@ def serve(
     *,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on the bound ``sock`` until SIGTERM or SIGINT."""
+    """Serve ``app`` on the bound ``sock`` until SIGTERM or SIGINT; ``ready()`` is
+    called once the server accepts connections (the app's start-up done)."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and ready is not None:
+                ready()
 
     check_tls(tls_cert, tls_key)
     config = uvicorn.Config(
@@ -93,28 +99,34 @@ def serve(
     # What start-up built lives as long as the process: out of the collector's
     # way, which decodes thousands of objects per upload.
     gc.freeze()
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
-def serve_workers(start: Callable[[], None], workers: int) -> None:
-    """Run ``start()`` (a server on an inherited socket) in ``workers`` forked processes.
+def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> None:
+    """Run ``start(ready)`` (a server on an inherited socket, which calls ``ready()``
+    once it serves) in ``workers`` forked processes.
 
     Returns after SIGTERM or SIGINT, passed on to every worker, once all have
-    stopped. A worker that exits on its own is replaced, unless it did so
-    within STARTUP_S of its start (it cannot start: stop them all, one line).
+    stopped. A worker that exits on its own is replaced if it had said it was
+    ready; one that exits before that cannot start (its database or
+    certificate, say): then all are stopped, with one line.  Readiness, not
+    time since the fork, decides: a worker killed a moment after it began to
+    serve is replaced however busy the machine is.
     """
-    children: dict[int, float] = {}  # pid -> start time
+    children: dict[int, int] = {}  # pid -> read end of the pipe it says "ready" on
     stopping = False
     failure: WorkerFailed | None = None
 
     def spawn() -> None:
+        said, say = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
+                os.close(said)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                start()
+                start(lambda: _say_ready(say))
                 status = 0
             except BaseException as exc:  # a worker reports, then exits with the status
                 log.error("collector worker %d failed: %s", os.getpid(), exc)
@@ -122,7 +134,8 @@ def serve_workers(start: Callable[[], None], workers: int) -> None:
             finally:
                 logging.shutdown()
                 os._exit(status)
-        children[pid] = time.monotonic()
+        os.close(say)
+        children[pid] = said
 
     def stop(_signum: int = 0, _frame: FrameType | None = None) -> None:
         nonlocal stopping
@@ -137,11 +150,14 @@ def serve_workers(start: Callable[[], None], workers: int) -> None:
             spawn()
         while children:
             pid, wait_status = os.wait()
-            started = children.pop(pid, None)
-            if started is None or stopping:
+            said = children.pop(pid, None)
+            if said is None:
+                continue
+            was_ready = _was_ready(said)
+            if stopping:
                 continue
             code = os.waitstatus_to_exitcode(wait_status)
-            if time.monotonic() - started < STARTUP_S:
+            if not was_ready:
                 message = (
                     f"collector worker {pid} exited ({code}) right after starting; see the log"
                 )
@@ -153,8 +169,24 @@ def serve_workers(start: Callable[[], None], workers: int) -> None:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        for said in children.values():
+            os.close(said)
     if failure is not None:
         raise failure
+
+
+def _say_ready(say: int) -> None:
+    os.write(say, b"r")
+    os.close(say)
+    log.info("collector worker %d is serving", os.getpid())
+
+
+def _was_ready(said: int) -> bool:
+    """Whether the exited worker wrote "ready" (its end is closed: no wait here)."""
+    try:
+        return os.read(said, 1) == b"r"
+    finally:
+        os.close(said)
 
 
 class WorkerFailed(ProbeError):

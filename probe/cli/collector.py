@@ -7,6 +7,7 @@ The web stack is imported inside ``serve`` only.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,10 +79,10 @@ def serve(
     settings = Settings(max_body=max_body, max_batch=max_batch, upload_rate=rate)
     _journal_logging()
 
-    def start() -> None:
+    def start(ready: Callable[[], None] | None = None) -> None:
         with Store.open(db) as store:
             app = create_app(store, settings, extra_routes=dashboard)
-            run(app, sock, tls_cert=tls_cert, tls_key=tls_key)
+            run(app, sock, tls_cert=tls_cert, tls_key=tls_key, ready=ready)
 
     if workers == 1:
         start()

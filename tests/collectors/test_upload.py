@@ -290,6 +290,28 @@ def _workers(collector: CollectorProcess, expected: int, timeout: float = 30) ->
     raise AssertionError(f"not {expected} workers: {collector.output()[-2000:]}")
 
 
+def test_a_worker_killed_as_soon_as_it_serves_is_replaced(
+    tmp_path: Path, collector_db: str
+) -> None:
+    """Whether a dead worker is replaced depends on whether it had begun to serve, not on
+    how long ago it was forked (a busy machine made a kill 2 s after the fork look like
+    a worker that cannot start, and the whole collector stopped)."""
+    collector = CollectorProcess(collector_db, tmp_path / "workers.log", extra=("--workers", "2"))
+    collector.start()
+    try:
+        deadline = time.monotonic() + 30
+        while collector.output().count(" is serving") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = _workers(collector, 2)
+        os.kill(min(first), signal.SIGKILL)
+        while collector.output().count(" is serving") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "exited (-9): starting another" in collector.output(), collector.output()[-3000:]
+        assert len(_workers(collector, 2) & first) == 1
+    finally:
+        assert collector.stop() == 0, collector.output()[-3000:]
+
+
 def test_workers_serve_one_address_and_a_killed_one_is_replaced(
     tmp_path: Path, collector_db: str, token: str
 ) -> None:
