@@ -234,26 +234,18 @@ def postgres_cpu(server_url: str) -> float | None:
     pidfile = Path(str(host)) / "data" / "postmaster.pid"
     if not isinstance(host, str) or not pidfile.exists():
         return None
-    postmaster = int(pidfile.read_text().split()[0])
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        if pid == postmaster:
-            total += sum(int(f) for f in fields[11:15])  # its own, and its reaped children's
-        elif int(fields[1]) == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    return _tree_cpu(int(pidfile.read_text().split()[0]))
 
 
 def _cpu_of(collector: CollectorProcess) -> float:
     """CPU seconds of the server process and of its workers (``--workers``)."""
     assert collector.proc is not None
-    parent = collector.proc.pid
+    return _tree_cpu(collector.proc.pid)
+
+
+def _tree_cpu(parent: int) -> float:
+    """CPU seconds of ``parent`` (its own, and its reaped children's) and of its live
+    children: a postmaster and its backends, a collector and its workers."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -261,7 +253,7 @@ def _cpu_of(collector: CollectorProcess) -> float:
         except OSError:
             continue
         if int(stat.parent.name) == parent:
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, and reaped workers'
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
         elif int(fields[1]) == parent:
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
