@@ -225,6 +225,23 @@ def _required_text(value: Any) -> str:
     return text
 
 
+VANTAGE_NAME_MAX = 100  # what a collector registers (storage.registry)
+
+
+def vantage_name(value: str) -> str:
+    """``value`` stripped, or ValueError: every table, log line, CSV row and
+    upload carries the name, so a line break or control character in it would
+    split rows and lines wherever it is shown."""
+    name = value.strip()
+    if not name:
+        raise ValueError("must not be empty")
+    if len(name) > VANTAGE_NAME_MAX:
+        raise ValueError(f"longer than {VANTAGE_NAME_MAX} characters")
+    if not name.isprintable():
+        raise ValueError("holds a line break, tab or other control character")
+    return name
+
+
 def _text_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):  # from the environment
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -322,7 +339,7 @@ def _kind(value: Any) -> str:
 
 _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
     "vantage": {
-        "name": (_required_text, "name"),
+        "name": (lambda v: vantage_name(_required_text(v)), "name"),
         "country": (_country, "country"),
         "asn": (_asn, "asn"),
         "network": (_text, "network"),

@@ -329,8 +329,14 @@ def vantage_and_db(
     database when a config is given (so one-off checks join the daemon's), else
     ``--vantage`` or the host name.  Read before measuring: a broken config
     fails at once."""
+    from probe.config import vantage_name
     from storage.records import Vantage
 
+    if name:
+        try:
+            name = vantage_name(name)
+        except ValueError as exc:
+            raise UsageError(f"invalid --vantage {name!r}: {exc}") from None
     if config is not None:
         from probe.config import load_config, vantage_of
 

@@ -53,7 +53,7 @@ def init(
 ) -> None:
     """Write a commented daemon config to edit (default: ./reachprobe.toml)."""
     from probe.cli.check import generated_vantage_name
-    from probe.config import example_config
+    from probe.config import example_config, vantage_name
 
     target = Path(path)
     if target.exists() and not force:
@@ -66,9 +66,12 @@ def init(
                 "identify you (see docs/deploy.md, 'What running a probe reveals')."
             )
             vantage = typer.prompt("vantage name", default=vantage)
-    name = vantage.strip()
-    if not name or not name.isprintable() or any(c in name for c in '"\\'):
-        raise UsageError(f"invalid vantage name {vantage!r}: printable text without quotes")
+    try:
+        name = vantage_name(vantage)
+    except ValueError as exc:
+        raise UsageError(f"invalid vantage name {vantage!r}: {exc}") from None
+    if any(c in name for c in '"\\'):  # it goes into the TOML template as it is
+        raise UsageError(f"invalid vantage name {vantage!r}: no quotes or backslashes")
     text = example_config().replace('name = "my-probe"', f'name = "{name}"', 1)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -87,6 +88,21 @@ def test_syntax_error_names_the_line() -> None:
 def test_wrong_type_names_key_and_line() -> None:
     text = MINIMAL.replace('name = "pi-lahore"', "name = 42")
     assert _error(text) == "c.toml:2: key 'vantage.name': expected a string, got an integer"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("lahore\nptcl", "line break"), ("a\tb", "line break, tab"), ("x" * 101, "longer than 100")],
+)
+def test_a_vantage_name_that_would_split_rows_is_refused(name: str, reason: str) -> None:
+    """The name is in every table, log line and CSV row: a line break would
+    split them (`probe report` printed a vantage "a<newline>b" over two rows)."""
+    text = MINIMAL.replace('"pi-lahore"', json.dumps(name))  # JSON escapes are TOML's
+    assert _error(text).startswith("c.toml:2: key 'vantage.name': ")
+    assert reason in _error(text)
+    from_env = _error(MINIMAL, env={"REACHPROBE_VANTAGE_NAME": name})
+    assert "'vantage.name'" in from_env and "REACHPROBE_VANTAGE_NAME" in from_env
+    assert reason in from_env
 
 
 def test_bad_value_names_key_and_line() -> None:

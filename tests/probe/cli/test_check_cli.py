@@ -49,6 +49,17 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert result.stdout == ""
 
 
+def test_a_vantage_name_with_a_line_break_is_refused_before_measuring(tmp_path: Path) -> None:
+    db = tmp_path / "probe.db"
+    result = probe("check", "x.com", *SAFE[:4], "--vantage", "lahore\nptcl", "--db", str(db))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "probe: invalid --vantage 'lahore\\nptcl': holds a line break, tab or other control "
+        "character\n"
+    )
+    assert result.stdout == "" and not db.exists()
+
+
 def test_help_lists_the_check_contract() -> None:
     result = probe("check", "--help")
     assert result.returncode == 0

@@ -118,3 +118,6 @@ def test_init_names_the_vantage_neutrally_or_as_told(tmp_path: Path) -> None:
     assert name.startswith("probe-") and socket.gethostname() not in name
     bad = probe("init", str(tmp_path / "c.toml"), "--vantage", 'a"b', env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("probe: invalid vantage name")
+    broken = probe("init", str(tmp_path / "d.toml"), "--vantage", "a\nb", env=env)
+    assert broken.returncode == 2 and "line break" in broken.stderr
+    assert not (tmp_path / "c.toml").exists() and not (tmp_path / "d.toml").exists()
