@@ -59,6 +59,7 @@ def serve(
 ) -> None:
     """Measure URLs for probes from outside the censor (POST / in OONI's protocol)."""
     from probe.checks import dns, tls
+    from probe.cli.daemon import _journal_logging
     from probe.helper.measure import HelperSettings
     from probe.helper.protocol import split_endpoint
     from probe.helper.server import Limits
@@ -88,6 +89,7 @@ def serve(
         allow_private=allow_private,
         asn=_asn(asn_db),
     )
+    _journal_logging()  # its line per request, as the docs promise, also without -v
     run_server(
         settings,
         where[0],
@@ -105,8 +107,10 @@ def _tokens(path: str | None) -> tuple[str, ...]:
     try:
         with open(path, encoding="utf-8") as handle:
             tokens = tuple(line.strip() for line in handle if line.strip())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read token file {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read token file {path}: not UTF-8 text") from None
     if not tokens:
         raise UsageError(f"token file {path} holds no token")
     return tokens

@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -207,4 +208,6 @@ def serve(
         ssl_keyfile=tls_key,
         server_header=False,
     )
+    scheme = "https" if tls_cert else "http"
+    log.info("helper listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
     _server_class()(config).run(sockets=[sock])

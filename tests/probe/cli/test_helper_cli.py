@@ -37,7 +37,7 @@ def free_port() -> int:
         (["--timeout", "0"], "invalid --timeout"),
         (["--tls-cert", "/nonexistent.pem"], "go together"),
         (["--ca-bundle", "/nonexistent.pem"], "cannot read CA bundle"),
-        (["--token-file", "/nonexistent"], "cannot read token file"),
+        (["--token-file", "/nonexistent"], "token file /nonexistent: No such file or directory"),
         (["--asn-db", "/nonexistent.tsv"], "cannot read ASN database"),
         (["--resolver", "not-an-ip"], "invalid resolver"),
     ],
@@ -93,3 +93,7 @@ def test_serves_a_probe_and_stops_on_sigterm(tmp_path: Path) -> None:
         _, err = server.communicate(timeout=15)
     assert server.returncode == 0, err
     assert "t0ken" not in err
+    # Without -v too (docs/deploy.md): where it listens, then one line per request.
+    assert f"INFO probe.helper: helper listening on http://127.0.0.1:{port} (pid " in err
+    requests = [line.split("probe.helper: ")[1] for line in err.splitlines() if " ms" in line]
+    assert [r.split()[:2] for r in requests] == [["127.0.0.1", "401"], ["127.0.0.1", "200"]], err
