@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.lab.scenarios import SCENARIOS, Expect, applied
 from tests.lab.servers import REPO_ROOT
@@ -56,7 +57,9 @@ def banner(lab: Lab, scenario: str) -> str:
         "  sites:",
         *(f"    {name:<16} {' '.join(addrs)}" for name, addrs in net.hosts.items()),
         f"  expected         {describe(spec.expect)}",
+        f"  stored results   {lab_data(lab) / 'reachprobe' / 'probe.db'} (gone with the lab)",
         "  try:",
+        "    probe check --platform x $LAB_CHECK_FLAGS",
         "    " + shlex.join(lab.probe_argv(spec.domains, platform=spec.platform)[4:]),
         f"    curl --cacert $LAB_CA --resolve x.com:443:{net.hosts['x.com'][0]} https://x.com/"
         " -o /dev/null -w '%{http_code}\\n'",
@@ -65,14 +68,27 @@ def banner(lab: Lab, scenario: str) -> str:
     return "\n".join(lines)
 
 
+def lab_data(lab: Lab) -> Path:
+    """The shell's data directory: what a check stores there is a lab result and
+    must never join the user's own measurements (nor be uploaded with them)."""
+    return lab.directory / "data"
+
+
 def cmd_shell(scenario: str, command: str | None) -> int:
     if os.geteuid() != 0:
         print("python -m tests.lab shell needs root", file=sys.stderr)
         return 2
     with running_lab() as lab, applied(lab, scenario):
         print(banner(lab, scenario), flush=True)
+        # No way for a lab result into the user's database: not $PROBE_DB, not
+        # a config's [storage], not the default file (XDG_DATA_HOME is the lab's).
+        own = ("PROBE_DB", "REACHPROBE_CONFIG", "REACHPROBE_STORAGE_URL", "STATE_DIRECTORY")
         env = dict(
-            os.environ,
+            {k: v for k, v in os.environ.items() if k not in own},
+            XDG_DATA_HOME=str(lab_data(lab)),
+            # `probe` is this interpreter's, even when its venv is not activated.
+            PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+            LAB_CHECK_FLAGS=shlex.join(lab.check_flags()),
             LAB_VANTAGE=lab.vantage,
             LAB_ISP=lab.isp,
             LAB_INTERNET=lab.internet,

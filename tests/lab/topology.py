@@ -233,12 +233,9 @@ class Lab:
     def addresses(self, name: str) -> tuple[str, ...]:
         return self.net.hosts[name]
 
-    def probe_argv(
-        self, domains: Sequence[str], *, platform: str | None = None, timeout: float = 4
-    ) -> list[str]:
-        """The documented probe invocation, run inside the vantage namespace."""
-        argv = [
-            "ip", "netns", "exec", self.vantage, sys.executable, "-m", "probe", "check", *domains,
+    def check_flags(self, timeout: float = 4) -> list[str]:
+        """What points ``probe check`` at the lab: its resolvers, CA and control sites."""
+        return [
             "--resolver", self.net.isp_resolver,
             "--control-resolver", self.net.internet_resolver,
             "--ca-bundle", str(self.ca_pem),
@@ -246,8 +243,15 @@ class Lab:
             "--control-domain", "example.com",
             "--control-sni", "control.lab",
             "--timeout", f"{timeout:g}",
-            "--json",
-            "--no-store",
+        ]  # fmt: skip
+
+    def probe_argv(
+        self, domains: Sequence[str], *, platform: str | None = None, timeout: float = 4
+    ) -> list[str]:
+        """The documented probe invocation, run inside the vantage namespace."""
+        argv = [
+            "ip", "netns", "exec", self.vantage, sys.executable, "-m", "probe", "check", *domains,
+            *self.check_flags(timeout), "--json", "--no-store",
         ]  # fmt: skip
         if platform is not None:
             argv += ["--platform", platform]
