@@ -222,6 +222,9 @@ class Report:
     events: tuple[TimelineEvent, ...]  # the events drawn and listed, sorted
     total_checks: int
     days: tuple[dt.date, ...] = field(default=())  # every day with at least one check
+    # The reported status at the end of each of ``days``, read from every event
+    # (not only ``events``, those of the period): "-" without one platform and country.
+    reported_days: tuple[str, ...] = field(default=())
     domain: str | None = None
 
     @property
@@ -278,6 +281,14 @@ def build_report(
         ),
         key=lambda e: (event_moment(e), e.title),
     )
+    days = tuple(sorted({c.at.astimezone(dt.UTC).date() for c in checks}))
+    where = country or (min(countries) if len(countries) == 1 else None)
+    reported_days = tuple(
+        index.at(where, platform, dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)).status
+        if where and platform
+        else "-"
+        for day in days
+    )
     return Report(
         country=country,
         platform=platform,
@@ -289,7 +300,8 @@ def build_report(
         agreement=agreement(checks),
         events=tuple(shown),
         total_checks=len(checks),
-        days=tuple(sorted({c.at.astimezone(dt.UTC).date() for c in checks})),
+        days=days,
+        reported_days=reported_days,
         domain=domain,
     )
 

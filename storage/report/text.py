@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from storage.report.summary import Agreement, Report, Series
-from storage.timeline import ReportedIndex, event_moment
+from storage.timeline import event_moment
 
 
 def percent(share: float | None) -> str:
@@ -135,13 +135,10 @@ def agreement_rows(a: Agreement) -> list[list[str]]:
 
 def daily_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     """Blocked share per day per vantage, with the reported status and the day's events."""
-    index = ReportedIndex(report.events)
     header = ["day (UTC)", "reported", *[s.key for s in report.vantages], "events"]
     by_day = [{d.day: d for d in s.days} for s in report.vantages]
     rows = []
-    for day in report.days:
-        end = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
-        status = index.at(report.country, report.platform, end).status if report.platform else "-"
+    for day, status in zip(report.days, report.reported_days, strict=True):
         cells = []
         for days in by_day:
             stat = days.get(day)

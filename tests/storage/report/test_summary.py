@@ -6,8 +6,8 @@ from collections import Counter
 from collectors.timeline import builtin_events
 from storage.records import MeasurementRow
 from storage.report.summary import Report, build_report, checks_from_rows
-from storage.report.text import fmt_lag, render_text
-from storage.timeline import ReportedIndex
+from storage.report.text import daily_rows, fmt_lag, render_text
+from storage.timeline import ReportedIndex, event_moment
 from tests.storage.report.history import TRUTHS, history
 
 UTC = dt.UTC
@@ -96,6 +96,27 @@ def test_text_report_mentions_everything() -> None:
         assert needle in text
     assert fmt_lag(dt.timedelta(days=-1, hours=-5)) == "-1d 5h"
     assert fmt_lag(None) == "-"
+
+
+def test_per_day_reported_status_counts_events_before_the_period() -> None:
+    """`probe report --since` (or data that starts after the last event): the
+    per-day table said "unknown" on every day of November 2026 although X was
+    reported restored in May 2025, while the agreement counted the same checks
+    as "reported restored"; both now read every event."""
+    events = builtin_events()
+    since = dt.datetime(2024, 3, 1, tzinfo=UTC)  # weeks after the reported block
+    rows = [r for r in history() if r.started_at >= since]
+    checks = checks_from_rows(rows, ReportedIndex(events))
+    report = build_report(checks, events, country="PK", platform="x", since=since)
+    assert all(event_moment(e) >= since for e in report.events)  # the block is not listed
+    header, table = daily_rows(report)
+    assert header[:2] == ["day (UTC)", "reported"] and len(table) == len(report.days) > 60
+    assert {row[1] for row in table} == {"blocked"}
+    assert {c.reported for c in checks} == {"blocked"}  # as the agreement reads them
+    # Without --country, the checks' one country is the country.
+    unnamed = build_report(checks, events, platform="x", since=since)
+    assert set(unnamed.reported_days) == {"blocked"}
+    assert set(build_report(checks, events, since=since).reported_days) == {"-"}
 
 
 def test_empty_report() -> None:
