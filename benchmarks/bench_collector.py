@@ -17,6 +17,14 @@ Each figure has the collector's CPU seconds (its start-up excluded) and, for
 the cluster started here, PostgreSQL's: collector and database share the
 machine, so measurements per CPU-second of both is what two idle cores give.
 
+Single runs of a few seconds vary by up to a third on this VM, so every
+ingest row is run ``--repeat`` times (the rows take turns, each run on a
+fresh database) and reported run by run, with the median and the range.  The
+HTTP runs send ``--http-count`` measurements each (30,000: 6-10 s a run).
+With ``--workers``, each worker's CPU seconds are reported too: the two
+clients keep their connections, and the kernel may hand both to one worker
+(then one core decodes for both, and the run says so).
+
 The CPUs of this VM are shared with other jobs: each figure comes with the
 load average and the CPU seconds it used.  Target: >= 5,000 measurements/s.
 """
@@ -30,11 +38,13 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +56,7 @@ from benchmarks.bench_storage import load, seed  # noqa: E402
 from collectors import protocol  # noqa: E402
 from collectors.server.batch import decompress, parse_batch  # noqa: E402
 from storage.ingest import ingest  # noqa: E402
+from storage.jsonl import encode  # noqa: E402
 from storage.registry import Registry  # noqa: E402
 from storage.store import Store  # noqa: E402
 from tests.collectors import helpers as H  # noqa: E402
@@ -76,13 +87,27 @@ def fresh_database(server_url: str, name: str) -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+TEMPLATES = 1000  # measurements built by the factories; the rest are copies with new ids
+
+
 def bodies(count: int, batch: int) -> list[bytes]:
-    """``count`` distinct measurements of PTCL as gzipped JSONL bodies of ``batch``."""
-    items = H.batch(count)
-    out = []
-    for i in range(0, count, batch):
-        out.append(gzip.compress(H.jsonl(items[i : i + batch]), compresslevel=6))
-    return out
+    """``count`` distinct measurements of PTCL as gzipped JSONL bodies of ``batch``.
+
+    Built before the clock starts.  The first ``TEMPLATES`` come from the test
+    factories (~1.2 ms each to build); the others are their lines with a fresh
+    measurement id, so a 30,000-measurement run does not spend half a minute
+    building its input.  The collector's work per line is the same.
+    """
+    items = H.batch(min(count, TEMPLATES))
+    templates = [((json.dumps(encode(i)) + "\n").encode(), i.row.id.encode()) for i in items]
+    lines = []
+    for n in range(count):
+        line, old = templates[n % len(templates)]
+        lines.append(line if n < len(templates) else line.replace(old, str(uuid.uuid4()).encode()))
+    return [
+        gzip.compress(b"".join(lines[i : i + batch]), compresslevel=6)
+        for i in range(0, count, batch)
+    ]
 
 
 def timed(fn: Any) -> tuple[float, float]:
@@ -92,8 +117,8 @@ def timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_in_process(url: str, count: int, batch: int, pg: str) -> dict[str, Any]:
-    payloads = bodies(count, batch)
+def bench_in_process(url: str, payloads: list[bytes], batch: int, pg: str) -> dict[str, Any]:
+    count = _measurements(payloads)
     with Store.open(url) as store:
         registration = Registry(store.database).add(H.PTCL)[0]
 
@@ -112,7 +137,7 @@ def bench_in_process(url: str, count: int, batch: int, pg: str) -> dict[str, Any
 
 def bench_http(
     url: str,
-    count: int,
+    payloads: list[bytes],
     batch: int,
     log: Path,
     pg: str,
@@ -125,7 +150,7 @@ def bench_http(
     with ``workers`` server processes on its one address (``--workers``)."""
     import httpx
 
-    payloads = bodies(count, batch)
+    count = _measurements(payloads)
     with Store.open(url) as store:
         token = Registry(store.database).add(H.PTCL)[1]
     collectors = [
@@ -167,9 +192,14 @@ def bench_http(
         before = load()
         pg_before = postgres_cpu(pg)
         started = sum(_cpu_of(c) for c in collectors)  # imports, migration check
+        workers_before = [_workers_cpu(c) for c in collectors]
         wall, _ = timed(run)
         assert not errors, errors[:3]
         cpu = sum(_cpu_of(c) for c in collectors) - started
+        shares = [
+            sorted(round(after[pid] - before.get(pid, 0.0), 2) for pid in after)
+            for before, after in zip(workers_before, map(_workers_cpu, collectors), strict=True)
+        ]
     finally:
         for c in collectors:
             c.stop()
@@ -184,6 +214,7 @@ def bench_http(
             "processes": processes,
             "workers": workers,
         }
+        | ({"workers_cpu_seconds": shares} if workers > 1 else {})
     )
 
 
@@ -225,6 +256,10 @@ def bench_backlog(url: str, backlog: int, batch: int, workdir: Path, pg: str) ->
 _CPU = ("ru_utime", "ru_stime")
 
 
+def _measurements(payloads: list[bytes]) -> int:
+    return sum(gzip.decompress(body).count(b"\n") for body in payloads)
+
+
 def postgres_cpu(server_url: str) -> float | None:
     """CPU seconds used so far by the benchmark's PostgreSQL cluster (every process of
     it, the exited backends included); None for a server we did not start."""
@@ -243,20 +278,37 @@ def _cpu_of(collector: CollectorProcess) -> float:
     return _tree_cpu(collector.proc.pid)
 
 
+def _workers_cpu(collector: CollectorProcess) -> dict[int, float]:
+    """CPU seconds of each live worker of a ``--workers`` collector: how the kernel
+    spread the clients' keep-alive connections over them."""
+    assert collector.proc is not None
+    parent = collector.proc.pid
+    return {pid: (t[0] + t[1]) / _TCK for pid, ppid, t in _processes() if ppid == parent}
+
+
 def _tree_cpu(parent: int) -> float:
     """CPU seconds of ``parent`` (its own, and its reaped children's) and of its live
     children: a postmaster and its backends, a collector and its workers."""
     total = 0
+    for pid, ppid, ticks in _processes():
+        if pid == parent:
+            total += sum(ticks)  # utime, stime, cutime, cstime
+        elif ppid == parent:
+            total += ticks[0] + ticks[1]
+    return total / _TCK
+
+
+def _processes() -> Iterator[tuple[int, int, list[int]]]:
+    """(pid, parent pid, [utime, stime, cutime, cstime] in clock ticks) of each process."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(stat.parent.name) == parent:
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        elif int(fields[1]) == parent:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        yield int(stat.parent.name), int(fields[1]), [int(f) for f in fields[11:15]]
+
+
+_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _postgres(pg: str, before: float | None, count: int, collector: float) -> dict[str, Any]:
@@ -269,6 +321,7 @@ def _postgres(pg: str, before: float | None, count: int, collector: float) -> di
     return {
         "postgres_cpu_seconds": round(used, 2),
         "per_cpu_second_with_postgres": round(count / (collector + used)),
+        "cpu_ms_per_measurement": round((collector + used) * 1000 / count, 4),
     }
 
 
@@ -285,9 +338,54 @@ def _figures(count: int, batch: int, wall: float, cpu: float, before: float) -> 
     }
 
 
+# The ingest rows: (key, batch, processes, workers); processes 0 is in-process.
+ROWS = (
+    ("in_process_batch_100", 100, 0, 1),
+    ("in_process_batch_1000", 1000, 0, 1),
+    ("http_batch_100", 100, 1, 1),
+    ("http_batch_1000", 1000, 1, 1),
+    ("http_batch_1000_2_processes", 1000, 2, 1),
+    ("http_batch_1000_2_workers", 1000, 1, 2),
+)
+SUMMARISED = ("per_second", "per_cpu_second", "per_cpu_second_with_postgres")
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every run, and the median and range of each rate over them."""
+    out: dict[str, Any] = {"runs": runs}
+    for name in (*SUMMARISED, "cpu_ms_per_measurement"):
+        values = [r[name] for r in runs if r.get(name) is not None]
+        if values:
+            median = statistics.median(values)
+            out[name] = {"median": median, "min": min(values), "max": max(values)}
+    return out
+
+
+def describe(key: str, figures: dict[str, Any]) -> str:
+    parts = [f"{key}:"]
+    for name in SUMMARISED:
+        if name in figures:
+            f = figures[name]
+            parts.append(f"{name} {f['median']:,.0f} ({f['min']:,}-{f['max']:,})")
+    runs = figures["runs"]
+    if "workers_cpu_seconds" in runs[0]:
+        parts.append(f"workers' CPU s {[r['workers_cpu_seconds'] for r in runs]}")
+    seconds = [r["seconds"] for r in runs]
+    loads = ", ".join(f"{r['load_before']}-{r['load_after']}" for r in runs)
+    parts.append(f"[{len(runs)} run(s) of {runs[0]['measurements']:,} in {min(seconds)}-"
+                 f"{max(seconds)} s; load {loads}]")  # fmt: skip
+    return " ".join(parts)
+
+
 def main() -> None:
+    keys = [key for key, *_ in ROWS]
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=10_000, help="measurements per ingest run")
+    parser.add_argument("--count", type=int, default=10_000, help="measurements per in-process run")
+    parser.add_argument("--http-count", type=int, default=30_000, help="measurements per HTTP run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each ingest row")
+    parser.add_argument(
+        "--rows", nargs="*", choices=keys, default=keys, help="ingest rows to run (default all)"
+    )
     parser.add_argument("--backlog", type=int, default=100_000, help="0: no backlog run")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results-collector.json"))
     args = parser.parse_args()
@@ -295,31 +393,41 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "repeat": args.repeat,
     }
+    rows = [row for row in ROWS if row[0] in args.rows]
+    payloads: dict[tuple[int, int], list[bytes]] = {}
+    for _key, batch, processes, _workers in rows:
+        count = args.http_count if processes else args.count
+        if (count, batch) not in payloads:
+            payloads[count, batch] = bodies(count, batch)
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in rows}
     with server() as pg, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for batch in (100, 1000):
-            url = fresh_database(pg, f"bench_inproc_{batch}")
-            figures = bench_in_process(url, args.count, batch, pg)
-            results[f"in_process_batch_{batch}"] = figures
-            print(f"in-process, batches of {batch}: {figures}", flush=True)
-        for batch, processes, workers in ((100, 1, 1), (1000, 1, 1), (1000, 2, 1), (1000, 1, 2)):
-            url = fresh_database(pg, f"bench_http_{batch}_{processes}_{workers}")
-            log = workdir / f"http-{batch}-{processes}-{workers}.log"
-            figures = bench_http(
-                url, args.count, batch, log, pg, processes=processes, workers=workers
-            )
-            key = f"http_batch_{batch}" + (f"_{processes}_processes" if processes > 1 else "")
-            key += f"_{workers}_workers" if workers > 1 else ""
-            results[key] = figures
-            print(f"HTTP, batches of {batch}, {processes} process(es) of {workers} worker(s): "
-                  f"{figures}", flush=True)  # fmt: skip
+        for repeat in range(args.repeat):  # the rows take turns: load changes hit all alike
+            for key, batch, processes, workers in rows:
+                url = fresh_database(pg, f"bench_{key}")
+                if processes:
+                    sent = payloads[args.http_count, batch]
+                    log = workdir / f"{key}-{repeat}.log"
+                    figures = bench_http(
+                        url, sent, batch, log, pg, processes=processes, workers=workers
+                    )
+                else:
+                    figures = bench_in_process(url, payloads[args.count, batch], batch, pg)
+                runs[key].append(figures)
+                print(f"{key} run {repeat + 1}: {figures}", flush=True)
+        for key in runs:
+            results[key] = summary(runs[key])
         if args.backlog:
             url = fresh_database(pg, "bench_backlog")
             figures = bench_backlog(url, args.backlog, 500, workdir, pg)
             results["backlog"] = figures
             print(f"backlog: {figures}", flush=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    for key in runs:
+        print(describe(key, results[key]))
     print(f"wrote {args.results}")
 
 
