@@ -19,7 +19,12 @@ flat in the list's length either way.
 
 What is measured is the probe's own cost per domain at the given concurrency:
 domains/s, wall time, the CPU time and peak RSS of the probe process, and the
-CPU the lab's servers spent answering it. ``--profile FILE`` runs the probe
+CPU the lab's servers spent answering it.  The CPU per domain is the run's
+total over its N domains (process start-up included: the figure issue #16's
+target is judged on); when ``--domains`` gives runs of different lengths, the
+marginal cost is printed and stored beside it (``marginal``: the longest run
+minus the shortest, over the difference in domains; also in instructions under
+``--callgrind``).  ``--profile FILE`` runs the probe
 under cProfile timed by CPU time (:mod:`benchmarks.cpuprofile`; slower) and
 writes the profile there; ``--sample FILE`` records py-spy's samples instead
 (``pip install py-spy``: no per-call overhead, so shares are closer to the
@@ -173,6 +178,7 @@ def measure(
         "probe_sys_s": round(after.ru_stime - before.ru_stime, 2),
         "probe_cpu_s": round(cpu, 2),
         "probe_cpu_ms_per_domain": round(cpu * 1000 / len(lines), 1) if lines else None,
+        "probe_minor_faults": after.ru_minflt - before.ru_minflt,
         "servers_cpu_s": round(servers, 2),
         "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
         "instructions": _instructions(callgrind) if callgrind else None,
@@ -193,6 +199,35 @@ def measure(
         "exit_status": done.returncode,
         "stderr_tail": done.stderr.strip().splitlines()[-3:],
     }
+
+
+def marginal(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What one more domain costs: the CPU (and instructions, under callgrind) of
+    the longest run minus the shortest, over the difference in domains.
+
+    The total over N (``probe_cpu_ms_per_domain``, what issue #16's target is
+    judged on) spreads the process's start-up over the list; this figure leaves
+    it out.  None unless two runs measured different numbers of domains.
+    """
+    measured = [r for r in results if r["domains"]]
+    if not measured:
+        return None
+    short = min(measured, key=lambda r: r["domains"])
+    long = max(measured, key=lambda r: r["domains"])
+    extra = long["domains"] - short["domains"]
+    if extra <= 0:
+        return None
+    figure: dict[str, Any] = {
+        "domains": [short["domains"], long["domains"]],
+        "probe_cpu_ms_per_domain": round(
+            (long["probe_cpu_s"] - short["probe_cpu_s"]) * 1000 / extra, 1
+        ),
+    }
+    if long["instructions"] is not None and short["instructions"] is not None:
+        figure["instructions_per_domain"] = round(
+            (long["instructions"] - short["instructions"]) / extra
+        )
+    return figure
 
 
 def main() -> None:
@@ -249,6 +284,11 @@ def main() -> None:
         results.append(result)
         for key, value in result.items():
             print(f"{key:>18}: {value}", flush=True)
+    extra = marginal(results)
+    if extra is not None:  # beside each run's total over N, which it does not replace
+        for result in results:
+            result["marginal"] = extra
+        print(f"{'marginal':>18}: {extra}", flush=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -31,7 +31,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from probe import __version__, netaddr
 from probe.failures import Failure
@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from probe.blockpages import Fingerprint
     from probe.checks.dns import Resolver
     from probe.checks.tcp import Connection
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 DEFAULT_CONTROL_RESOLVERS: tuple[str, ...] = (
     "https://1.1.1.1/dns-query",
@@ -267,13 +270,18 @@ async def check_domain(
     # ends the check only when it is the last thing left (as OONI's Web
     # Connectivity v0.5).
     answers, listening = await _resolve_all(target.domain, run, clock)
-    helper = asyncio.create_task(_ask_helpers(target, answers, run, clock))
+    helper = (
+        asyncio.create_task(_ask_helpers(target, answers, run, clock))
+        if run.options.helpers
+        else None
+    )
     try:
         endpoints = await _probe_endpoints(target.domain, answers, run, clock)
-        helper_view = await helper
+        helper_view = await helper if helper is not None else None
         queries = tuple(await listening)
     finally:
-        helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
+        if helper is not None:
+            helper.cancel()  # a no-op once it is done; no orphan when the check is cancelled
         _discard(listening)
     notes = _notes(queries, run.options.max_addresses_per_family)
     control_sites: tuple[ControlSiteObservation, ...] = ()
@@ -549,9 +557,7 @@ async def _probe_https(
             return tls_obs, None
         return tls_obs, await _fetch_https(domain, sni, control, run, clock, verify=False)
 
-    (tls_obs, http_obs), (control_tls, control_http) = await asyncio.gather(
-        target_path(), control_path()
-    )
+    (tls_obs, http_obs), (control_tls, control_http) = await _beside(target_path(), control_path())
     return EndpointObservation(
         address=address,
         port=443,
@@ -562,6 +568,20 @@ async def _probe_https(
         http=http_obs,
         http_control_sni=control_http,
     )
+
+
+async def _beside(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """``asyncio.gather(first, second)`` with one task instead of two (a list
+    run starts a few per domain): ``first`` runs in the caller's task, started
+    first as gather would, ``second`` in a task of its own, cancelled if
+    ``first`` fails or the caller is cancelled."""
+    task = asyncio.create_task(second)
+    try:
+        result = await first
+    except BaseException:
+        task.cancel()
+        raise
+    return result, await task
 
 
 async def _together(start: asyncio.Barrier | None, clock: _Deadline, ready: bool) -> bool:
@@ -651,7 +671,7 @@ async def _probe_http(
     # The target Host goes over the measured connection; the control Host to the
     # same address at the same time: if only the target Host is reset or answered
     # with a blockpage, the censor keys on Host.
-    target, control = await asyncio.gather(get(domain, conn), get(run.options.control_sni, None))
+    target, control = await _beside(get(domain, conn), get(run.options.control_sni, None))
     return EndpointObservation(
         address=address,
         port=80,

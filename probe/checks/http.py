@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import functools
 import hashlib
 import html
@@ -237,7 +236,8 @@ async def fetch(
             while target is not None:
                 response = _Response(cap=read_cap)
                 given, connection = connection, None
-                async with _send(target, address, context, deadline, response, given) as reply:
+                reply = await _send(target, address, context, deadline, response, given)
+                try:
                     current, target = target, None
                     location = reply.header("location")
                     if reply.status in _REDIRECT_STATUSES and location:
@@ -256,6 +256,8 @@ async def fetch(
                                 target = _target(joined, port_map, server_name=server_name)
                     if target is None:  # the final answer: read its body
                         await _read_body(reply, response)
+                finally:
+                    await reply.connection.close()
     except TimeoutError as exc:
         failure = Failure.TIMEOUT
         forget_traceback(exc)
@@ -386,6 +388,7 @@ class _Reply:
 
     def __init__(self, exchange: Exchange, head: h11.Response) -> None:
         self._exchange = exchange
+        self.connection = exchange.conn
         self.status = head.status_code
         self.headers = [(name.decode("ascii"), _text(value)) for name, value in head.headers]
 
@@ -393,14 +396,22 @@ class _Reply:
         """The first value of header ``name`` (a lowercase name)."""
         return next((value for key, value in self.headers if key == name), None)
 
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        """The body as received (still content-coded), until the message ends."""
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as received (still content-coded); None once
+        the message ended.  A plain coroutine rather than an async generator: the
+        loop registers every async generator it starts (a weak set, in Python),
+        and a list run reads a few bodies per domain."""
         while True:
             event = await self._exchange.next_event()
             if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return
+                return bytes(event.data)
+            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return None
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as received (still content-coded), until the message ends."""
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
 
 
 def _text(value: bytes) -> str:
@@ -432,7 +443,6 @@ async def _dial(
     return conn
 
 
-@contextlib.asynccontextmanager
 async def _send(
     target: _Target,
     address: str,
@@ -440,10 +450,10 @@ async def _send(
     deadline: float,
     response: _Response,
     connection: Connection | None,
-) -> AsyncIterator[_Reply]:
+) -> _Reply:
     """Send one GET (over ``connection``, else a new one to ``address``), record
-    the response head in ``response``, and yield the reply; the connection is
-    closed on exit."""
+    the response head in ``response``, and return the reply; the caller closes
+    its ``connection`` (closed here if no reply came)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         if connection is not None:
@@ -458,9 +468,10 @@ async def _send(
         response.status = reply.status
         response.headers = normalise_headers(reply.headers)
         response.charset = body_charset(reply.header("content-type"))
-        yield reply
-    finally:
+    except BaseException:
         await conn.close()
+        raise
+    return reply
 
 
 async def _read_body(reply: _Reply, response: _Response) -> None:
@@ -471,7 +482,7 @@ async def _read_body(reply: _Reply, response: _Response) -> None:
     """
     decoder = BodyDecoder(reply.header("content-encoding"), response.cap)
     received = 0
-    async for raw in reply.aiter_raw():
+    while (raw := await reply.next_chunk()) is not None:
         received += len(raw)
         capped = response.add(decoder.decode(raw)) or decoder.capped
         if capped or received >= response.cap:

@@ -10,6 +10,7 @@ several times that on a Raspberry Pi) the check no longer needs otherwise.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,15 @@ class URL:
 
     @classmethod
     def parse(cls, text: str) -> URL | None:
-        """``text`` as an absolute http(s) URL with a host, else None."""
+        """``text`` as an absolute http(s) URL with a host, else None.
+
+        Cached (a URL is frozen, so sharing one is safe): a list run fetches
+        the same few URLs of a domain over and over, ``urlsplit`` and
+        ``quote`` are not cheap, and the probe runs on small machines."""
+        return _parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> URL | None:
         try:
             parts = urllib.parse.urlsplit(text.strip())
             port = parts.port
@@ -78,3 +87,6 @@ class URL:
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.authority}{self.target}"
+
+
+_parse = functools.lru_cache(maxsize=1024)(URL._parse)
