@@ -46,8 +46,10 @@ ENV PATH=/opt/reachprobe/bin:$PATH \
     REACHPROBE_STORAGE_URL=sqlite:////data/probe.db \
     REACHPROBE_METRICS_LISTEN=0.0.0.0:9816
 # The commented template; override keys with REACHPROBE_* variables or mount
-# your own file over it (read-only is fine).
-RUN probe init /etc/reachprobe/reachprobe.toml
+# your own file over it (read-only is fine; uid 10001 must be able to read it).
+# `probe init` writes it 0600 for root: the daemon's user must own it.
+RUN probe init /etc/reachprobe/reachprobe.toml \
+ && chown reachprobe:reachprobe /etc/reachprobe/reachprobe.toml
 USER reachprobe:reachprobe
 WORKDIR /data
 VOLUME ["/data"]

@@ -64,6 +64,11 @@ for item in $(sed -n 's#^COPY \([^-].*\) \./.*#\1#p' "$ROOT/Dockerfile"); do
 done
 find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
 "$PY" -m venv --system-site-packages "$WORK/opt"
+# When $PY is itself a venv's (e.g. .ci/run's .venv), its dependencies are not
+# "system" site-packages: list its site-packages directory (a plain path line,
+# so its editable install of this checkout is not activated).
+"$PY" -c 'import sys, sysconfig; sys.prefix != sys.base_prefix and print(sysconfig.get_paths()["purelib"])' \
+    >"$("$WORK/opt/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/outer-venv.pth"
 if ! "$WORK/opt/bin/pip" install --quiet --no-index --no-deps --no-build-isolation \
         --disable-pip-version-check "$WORK/src" >"$WORK/pip.log" 2>&1; then
     if ! grep -q "invalid command 'bdist_wheel'" "$WORK/pip.log"; then cat "$WORK/pip.log"; exit 1; fi
@@ -81,8 +86,9 @@ probe --version
 
 # --- 2. the runtime stage's steps, with the image's environment ----------------
 mkdir -p "$WORK/etc" "$WORK/data"
-IMAGE_INIT=$(printf '%s' "$IMAGE_INIT" | sed "s#/etc/reachprobe#$WORK/etc#")
-$IMAGE_INIT
+IMAGE_INIT=$(printf '%s' "$IMAGE_INIT" |
+    sed "s#/etc/reachprobe#$WORK/etc#g; s#$IMAGE_USER:$IMAGE_USER#$IMAGE_UID:$IMAGE_UID#g")
+sh -c "$IMAGE_INIT"
 # shellcheck disable=SC2086
 set -- $IMAGE_ENV
 for assignment in "$@"; do
@@ -107,7 +113,7 @@ if ! $AS_USER probe --version >/dev/null 2>&1; then
     # every capability, which is what the image's user has.
     say "uid $IMAGE_UID cannot run this host's Python: running as root without capabilities"
     AS_USER="setpriv --inh-caps=-all --bounding-set=-all --"
-    chown -R 0:0 "$WORK/data"
+    chown -R 0:0 "$WORK/data" "$WORK/etc"
 fi
 # shellcheck disable=SC2086
 $AS_USER $IMAGE_RUN 2>"$WORK/daemon.log" &
