@@ -1,4 +1,5 @@
-"""deploy/reachprobe.service: the kernel-level address filter agrees with the dial policy.
+"""deploy/reachprobe.service: the kernel-level address filter agrees with the dial policy,
+and the service's throw-away user gets a config it can read.
 
 systemd is not available in tests, so the unit is read as text: the denied
 ranges must cover the addresses the issue saw reached (loopback, unspecified,
@@ -52,3 +53,25 @@ def test_unit_allows_back_only_the_resolver_stub() -> None:
     allowed = setting("IPAddressAllow")
     assert [str(n) for n in allowed] == ["127.0.0.53/32"]
     assert not covered("127.0.0.1", allowed)
+
+
+def test_unit_reads_its_config_through_a_credential(tmp_path: Path) -> None:
+    """`probe init` writes the config 0600 for root; under DynamicUser= the
+    service cannot open that file (ConfigurationDirectory= is not chowned), so
+    `probe config check` failed with exit 2 and the unit never started. It gets
+    systemd's private copy instead, in every command that names the config."""
+    import subprocess
+    import sys
+
+    made = subprocess.run(
+        [sys.executable, "-m", "probe", "init", str(tmp_path / "c.toml"), "--vantage", "pi"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "c.toml").stat().st_mode & 0o077 == 0  # what the unit must cope with
+    lines = UNIT.read_text().splitlines()
+    assert "LoadCredential=reachprobe.toml:/etc/reachprobe/reachprobe.toml" in lines
+    commands = [line for line in lines if line.startswith(("ExecStart=", "ExecStartPre="))]
+    assert len(commands) == 2
+    for command in commands:
+        assert command.endswith(" --config ${CREDENTIALS_DIRECTORY}/reachprobe.toml"), command
