@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from probe.cli.data import DbOption
+from probe.cli.data import DbOption, open_store
 from probe.errors import UsageError
 
 
@@ -102,12 +102,11 @@ def vantage_add(
     """Register a vantage; its upload token is the last line of stdout (shown once)."""
     from storage.records import Vantage
     from storage.registry import Registry
-    from storage.store import Store
 
     if country is not None and (len(country) != 2 or not country.isalpha()):
         raise UsageError(f"--country must be a two-letter ISO code, not {country!r}")
     vantage = Vantage(name, country.upper() if country else None, asn, network, notes)
-    with Store.open(db) as store:
+    with open_store(db, write=True) as store:
         registration, token = Registry(store.database).add(vantage)
     typer.echo(f"registered vantage {_describe(registration.vantage)}")
     typer.echo("upload token (shown only now; the collector keeps only its hash):")
@@ -121,9 +120,8 @@ def vantage_list(
     """List registered vantages (never their tokens)."""
     from probe.observations import rfc3339
     from storage.registry import Registry
-    from storage.store import Store
 
-    with Store.open(db) as store:
+    with open_store(db) as store:  # reading: a mistyped --db is an error, not an empty list
         found = Registry(store.database).list()
 
     def when(value: Any) -> str | None:
@@ -165,9 +163,8 @@ def vantage_revoke(
 ) -> None:
     """Revoke a vantage's token for good (its measurements stay)."""
     from storage.registry import Registry
-    from storage.store import Store
 
-    with Store.open(db) as store:
+    with open_store(db, write=True) as store:
         registration = Registry(store.database).revoke(name)
     typer.echo(f"revoked the token of vantage {registration.vantage.name}; its measurements stay")
 

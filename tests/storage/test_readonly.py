@@ -82,6 +82,7 @@ def read_commands(db: Path, measurement: str, out: Path) -> list[tuple[list[str]
         (["timeline", "list", *d], "NetBlocks"),
         (["timeline", "export", *d], "NetBlocks"),
         (["db", "current", *d], "up to date"),
+        (["collector", "vantage", "list", *d, "--json"], "[]"),
         (["export", "csv", *d, "-o", str(out / "out.csv")], ""),
     ]
 
@@ -223,6 +224,7 @@ READERS = [
     ["timeline", "list"],
     ["timeline", "export"],
     ["db", "current"],
+    ["collector", "vantage", "list"],  # said "no registered vantages" and left a file behind
 ]
 
 
@@ -260,3 +262,7 @@ def test_writing_commands_create_only_the_file_and_say_so(folder: Path) -> None:
     assert db.stat().st_mode & 0o777 == 0o600
     code, out, err = probe("db", "upgrade", "--db", str(db))
     assert code == 0 and "already up to date" in out and "created" not in err
+    collector = folder / "collector.db"
+    code, out, err = probe("collector", "vantage", "add", "lahore", "--db", str(collector))
+    assert code == 0 and f"probe: created a new database sqlite:///{collector}" in err
+    assert out.startswith("registered vantage lahore\n")
