@@ -6,24 +6,31 @@ port 0 and learn the port.  uvicorn's access log stays off (it would log
 query strings; our own lines name vantages, never tokens), and its logging
 config is left alone so the CLI's log format applies.
 
-``--workers N`` forks N such servers on the one bound socket (the kernel hands
-each new connection to one of them), so one address uses several cores; each
+``--workers N`` forks N such servers, so one address uses several cores; each
 worker opens its own database connections after the fork, and a worker that
-dies after it began to serve is replaced.
+dies after it began to serve is replaced.  The parent accepts on the bound
+socket and hands the connections to the workers in turn (the descriptor over
+a Unix socket): left to the kernel, a worker that accepted one probe's
+keep-alive connection often accepted the next one too, and then one core
+decoded for both while the other idled (half of the benchmark's runs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import itertools
 import logging
 import os
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -34,6 +41,7 @@ log = logging.getLogger("collectors.server")
 KEEP_ALIVE_S = 5  # idle connections are closed after this
 MAX_CONNECTIONS = 256  # beyond this uvicorn answers 503 at once
 MAX_HEADER_BYTES = 16 * 1024
+BACKLOG = 2048  # uvicorn's, for the socket the workers' parent accepts on
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -70,14 +78,21 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     ready: Callable[[], None] | None = None,
+    handoff: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` on the bound ``sock`` until SIGTERM or SIGINT; ``ready()`` is
-    called once the server accepts connections (the app's start-up done)."""
+    called once the server accepts connections (the app's start-up done).
+
+    With ``handoff`` (a worker of :func:`serve_workers`), the connections are the
+    ones the parent accepted on ``sock`` and passes over that Unix socket.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
+            if self.started and handoff is not None:
+                _take_connections(self, handoff)
             if self.started and ready is not None:
                 ready()
 
@@ -99,12 +114,120 @@ def serve(
     # What start-up built lives as long as the process: out of the collector's
     # way, which decodes thousands of objects per upload.
     gc.freeze()
-    Server(config).run(sockets=[sock])
+    if handoff is not None:
+        sock.close()  # the parent accepts
+    Server(config).run(sockets=[] if handoff is not None else [sock])
 
 
-def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> None:
-    """Run ``start(ready)`` (a server on an inherited socket, which calls ``ready()``
-    once it serves) in ``workers`` forked processes.
+def _take_connections(server: Any, handoff: socket.socket) -> None:
+    """Serve each connection whose descriptor arrives on ``handoff`` as uvicorn
+    serves the ones it accepts itself (same protocol, limits and TLS)."""
+    loop = asyncio.get_running_loop()
+    config = server.config
+    connecting: set[asyncio.Task[None]] = set()
+
+    def protocol() -> asyncio.Protocol:
+        made: asyncio.Protocol = config.http_protocol_class(
+            config=config, server_state=server.server_state, app_state=server.lifespan.state
+        )
+        return made
+
+    async def connect(conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(protocol, conn, ssl=config.ssl)
+        except (OSError, ssl.SSLError) as exc:  # the client went away, a failed handshake
+            log.debug("connection dropped before it was served: %s", exc)
+            conn.close()
+
+    def arrived() -> None:
+        try:
+            data, fds, _flags, _address = socket.recv_fds(handoff, 64, _HANDOFF_BATCH)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data:  # the parent is gone: stop taking connections
+            loop.remove_reader(handoff.fileno())
+        for fd in fds:
+            conn = socket.socket(fileno=fd)
+            conn.setblocking(False)
+            task = loop.create_task(connect(conn))
+            connecting.add(task)  # a reference until it is done (asyncio keeps weak ones)
+            task.add_done_callback(connecting.discard)
+
+    handoff.setblocking(False)
+    loop.add_reader(handoff.fileno(), arrived)
+
+
+_HANDOFF_BATCH = 16  # descriptors taken per wake-up
+
+
+class _Dispatcher:
+    """The parent's accept loop: each connection to the next live worker, in turn.
+
+    A connection handed to a worker that has not started serving yet waits in
+    its Unix socket (as it would in the listen backlog); one handed to a worker
+    that dies unread is closed by the kernel, and the client retries.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.channels: dict[int, socket.socket] = {}  # pid -> parent's end
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.turn = itertools.count()
+        self.thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
+
+    def add(self, pid: int, channel: socket.socket) -> None:
+        with self.lock:
+            self.channels[pid] = channel
+
+    def remove(self, pid: int) -> None:
+        with self.lock:
+            channel = self.channels.pop(pid, None)
+        if channel is not None:
+            channel.close()
+
+    def _run(self) -> None:
+        self.sock.settimeout(_ACCEPT_POLL_S)
+        while not self.stopping.is_set():
+            try:
+                conn, _address = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:  # out of descriptors, say: not a reason to spin
+                log.warning("collector: accept failed: %s", exc)
+                self.stopping.wait(_ACCEPT_POLL_S)
+                continue
+            with conn:
+                self._hand(conn)
+
+    def _hand(self, conn: socket.socket) -> None:
+        with self.lock:
+            channels = list(self.channels.values())
+        if not channels:
+            return
+        start = next(self.turn)
+        for i in range(len(channels)):
+            try:
+                socket.send_fds(channels[(start + i) % len(channels)], [b"c"], [conn.fileno()])
+                return
+            except OSError:  # that worker is gone; the next one
+                continue
+
+
+_ACCEPT_POLL_S = 0.2  # how soon the accept loop sees that the collector stops
+_HANDOFF_TIMEOUT_S = 1.0  # a worker whose queue of handed connections is full is skipped
+
+
+def serve_workers(
+    start: Callable[[Callable[[], None], socket.socket], None],
+    workers: int,
+    sock: socket.socket,
+) -> None:
+    """Run ``start(ready, handoff)`` (a server taking the connections that arrive on
+    ``handoff``, which calls ``ready()`` once it serves) in ``workers`` forked
+    processes, and hand them, in turn, the connections accepted on ``sock``.
 
     Returns after SIGTERM or SIGINT, passed on to every worker, once all have
     stopped. A worker that exits on its own is replaced if it had said it was
@@ -117,16 +240,23 @@ def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> 
     stopping = False
     failure: WorkerFailed | None = None
 
+    dispatcher = _Dispatcher(sock)
+    sock.listen(BACKLOG)
+
     def spawn() -> None:
         said, say = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
                 os.close(said)
+                ours.close()
+                for channel in dispatcher.channels.values():  # its siblings'
+                    channel.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                start(lambda: _say_ready(say))
+                start(lambda: _say_ready(say), theirs)
                 status = 0
             except BaseException as exc:  # a worker reports, then exits with the status
                 log.error("collector worker %d failed: %s", os.getpid(), exc)
@@ -135,7 +265,10 @@ def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> 
                 logging.shutdown()
                 os._exit(status)
         os.close(say)
+        theirs.close()
+        ours.settimeout(_HANDOFF_TIMEOUT_S)  # a stuck worker must not stop the others' turns
         children[pid] = said
+        dispatcher.add(pid, ours)
 
     def stop(_signum: int = 0, _frame: FrameType | None = None) -> None:
         nonlocal stopping
@@ -148,11 +281,13 @@ def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> 
     try:
         for _ in range(workers):
             spawn()
+        dispatcher.thread.start()
         while children:
             pid, wait_status = os.wait()
             said = children.pop(pid, None)
             if said is None:
                 continue
+            dispatcher.remove(pid)
             was_ready = _was_ready(said)
             if stopping:
                 continue
@@ -167,10 +302,14 @@ def serve_workers(start: Callable[[Callable[[], None]], None], workers: int) -> 
                 log.warning("collector worker %d exited (%d): starting another", pid, code)
                 spawn()
     finally:
+        dispatcher.stopping.set()
+        if dispatcher.thread.is_alive():
+            dispatcher.thread.join()
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for said in children.values():
+        for pid, said in children.items():
             os.close(said)
+            dispatcher.remove(pid)
     if failure is not None:
         raise failure
 

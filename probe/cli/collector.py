@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from probe.cli.data import DbOption, open_store
 from probe.errors import UsageError
+
+if TYPE_CHECKING:
+    import socket
 
 
 def register(app: typer.Typer) -> None:
@@ -79,16 +82,18 @@ def serve(
     settings = Settings(max_body=max_body, max_batch=max_batch, upload_rate=rate)
     _journal_logging()
 
-    def start(ready: Callable[[], None] | None = None) -> None:
+    def start(
+        ready: Callable[[], None] | None = None, handoff: socket.socket | None = None
+    ) -> None:
         with Store.open(db) as store:
             app = create_app(store, settings, extra_routes=dashboard)
-            run(app, sock, tls_cert=tls_cert, tls_key=tls_key, ready=ready)
+            run(app, sock, tls_cert=tls_cert, tls_key=tls_key, ready=ready, handoff=handoff)
 
     if workers == 1:
         start()
         return
     Store.open(db).close()  # migrated once, here, before the workers open it
-    serve_workers(start, workers)
+    serve_workers(start, workers, sock)
 
 
 def vantage_add(

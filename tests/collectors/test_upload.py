@@ -7,9 +7,11 @@ collector holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,8 +240,9 @@ def test_two_collector_processes_on_one_database_store_a_batch_once(
     assert token[5:] not in other.output()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
-    tmp_path: Path, token: str, collector_db: str
+    tmp_path: Path, token: str, collector_db: str, workers: int
 ) -> None:
     import httpx
     import trustme
@@ -250,17 +253,17 @@ def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
     cert.private_key_pem.write_to_path(str(key))
     cert.cert_chain_pems[0].write_to_path(str(chain))
     ca.cert_pem.write_to_path(str(bundle))
-    served = CollectorProcess(
-        collector_db, tmp_path / "tls.log", extra=("--tls-cert", str(chain), "--tls-key", str(key))
-    ).start()
+    tls = ("--tls-cert", str(chain), "--tls-key", str(key), "--workers", str(workers))
+    served = CollectorProcess(collector_db, tmp_path / "tls.log", extra=tls).start()
     try:
         assert served.url.startswith("https://127.0.0.1:")
-        answer = httpx.get(
-            served.url + "/api/v1/vantage",
-            headers={"Authorization": f"Bearer {token}"},
-            verify=str(bundle),
-        )
-        assert answer.status_code == 200 and answer.json()["name"] == "lahore-ptcl"
+        for _ in range(workers):  # each worker (they take connections in turn)
+            answer = httpx.get(
+                served.url + "/api/v1/vantage",
+                headers={"Authorization": f"Bearer {token}"},
+                verify=str(bundle),
+            )
+            assert answer.status_code == 200 and answer.json()["name"] == "lahore-ptcl"
     finally:
         served.stop()
     bad = probe("collector", "serve", "--db", collector_db, "--tls-cert", str(chain),
@@ -339,3 +342,68 @@ def test_workers_serve_one_address_and_a_killed_one_is_replaced(
         assert collector.stop() == 0, collector.output()[-3000:]
     assert not any(Path(f"/proc/{pid}").exists() for pid in second)  # all stopped with it
     assert "Traceback" not in collector.output()
+
+
+def test_workers_take_kept_alive_connections_in_turn(tmp_path: Path, collector_db: str) -> None:
+    """Two probes' keep-alive connections go to two workers. Left to the kernel, one
+    worker often accepted both, and decoded for both on one core while the other idled."""
+    collector = CollectorProcess(collector_db, tmp_path / "turns.log", extra=("--workers", "2"))
+    collector.start()
+    try:
+        workers = _workers(collector, 2)
+        port = int(collector.url.rsplit(":", 1)[1])
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        for client in clients:  # a request on each, the connection kept open
+            client.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: collector\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        holders = [_holder(workers, port, c.getsockname()[1]) for c in clients]
+        assert holders[0] != holders[1] and holders[:2] == holders[2:], holders
+        for client in clients:
+            client.close()
+    finally:
+        assert collector.stop() == 0, collector.output()[-3000:]
+
+
+def _holder(pids: set[int], port: int, client_port: int) -> int:
+    """The process among ``pids`` that holds the server's end of the connection from
+    ``client_port`` to ``port`` on loopback."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+        if (local, remote) == (port, client_port):
+            inode = fields[9]
+    assert inode is not None, f"no connection from port {client_port}"
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def test_a_worker_that_cannot_start_stops_the_collector_in_one_line(pg_server: str) -> None:
+    """A role allowed one connection: the collector migrates and lets it go, one worker
+    takes it, the other cannot connect. The collector stops, with that worker's exit
+    status (4: the database) and one line, and leaves no worker behind."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    server = make_url(pg_server)
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    role, name = f"probe_one_{os.getpid()}", f"probe_one_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    url = server.set(username=role, database=name).render_as_string(hide_password=False)
+    try:
+        done = probe("collector", "serve", "--db", url, "--listen", "127.0.0.1:0",
+                     "--workers", "2", timeout=60)  # fmt: skip
+        assert done.returncode == 4, done.stderr[-3000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("probe: collector worker ") and "exited (4) right after" in last
+        assert "Traceback" not in done.stderr
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
