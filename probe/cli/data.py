@@ -369,7 +369,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         return
     import tempfile  # not at start-up: it pulls in random and hashlib
 
-    refuse_directory(path)
+    check_output(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     except OSError as exc:
@@ -386,10 +386,15 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         partial.unlink(missing_ok=True)
 
 
-def refuse_directory(path: Path | None) -> None:
-    """An output path naming an existing folder is a usage error, said before any work."""
-    if path is not None and path.is_dir():
+def check_output(path: Path | None) -> None:
+    """An output path naming a folder, or in a folder that does not exist, is a
+    usage error said before any work (not after a long report was printed)."""
+    if path is None:
+        return
+    if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory (give a file name)")
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
 
 
 @contextmanager

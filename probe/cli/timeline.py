@@ -24,8 +24,8 @@ from probe.cli.data import (
     Since,
     Until,
     build_filter,
+    check_output,
     open_store,
-    refuse_directory,
 )
 from probe.errors import UsageError
 
@@ -168,7 +168,7 @@ def timeline_export(
     from collectors.timeline import to_csv
     from storage.timeline import events_with_builtin
 
-    refuse_directory(output)
+    check_output(output)
     with _store(db) as store:
         text = to_csv(events_with_builtin(store, _country(country), platform))
     if output is None:
@@ -218,8 +218,8 @@ def report(
     if png is not None and png.suffix.lower() != ".png":
         raise UsageError(f"--png writes a PNG image: give a name ending in .png, not {png.name!r}")
     f = build_filter(since, until, domain, platform, None, country, None, None)
-    refuse_directory(output)
-    refuse_directory(png)
+    check_output(output)
+    check_output(png)
     with _store(db) as store:
         events = events_with_builtin(store, f.country, None)
         rows = store.iter_rows(f, oldest_first=True)

@@ -207,6 +207,25 @@ def test_output_to_a_directory_is_one_line_even_verbose(db, tmp_path) -> None:  
             assert "Traceback" not in done.stderr
 
 
+def test_output_in_a_missing_folder_is_refused_before_any_work(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`probe report --png missing/plot.png` printed the whole report, then failed:
+    the one line saying the plot was not written scrolled by unseen."""
+    import subprocess
+
+    url, _ = db
+    missing = tmp_path / "missing"
+    for command in (["export", "csv", "-o"], ["timeline", "export", "-o"], ["report", "--png"]):
+        target = missing / ("plot.png" if "--png" in command else "out.csv")
+        args = [*command, str(target), "--db", url]
+        done = subprocess.run(
+            [sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr == f"probe: cannot write {target}: folder {missing} does not exist\n"
+        assert done.stdout == "", args
+    assert not missing.exists()
+
+
 def test_export_never_writes_through_a_planted_partial_link(  # type: ignore[no-untyped-def]
     capsys, monkeypatch, db, tmp_path
 ) -> None:
