@@ -96,6 +96,7 @@ def parse_target(text: str, platform: str | None = None, *, whole_url: bool = Fa
     """
     raw = text.strip()
     if "://" in raw:
+        raw = text = _without_userinfo(raw)
         try:
             parts = urlsplit(raw)
             host = parts.hostname
@@ -116,6 +117,14 @@ def parse_target(text: str, platform: str | None = None, *, whole_url: bool = Fa
     if any(c in raw for c in "/?#@ "):
         raise UsageError(f"invalid domain {text!r}: give a domain name or an http(s) URL")
     return Target(normalize_domain(raw), raw, platform)
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: the probe never logs in, and the input
+    is stored, exported and uploaded (and said in error lines)."""
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    return f"{scheme}://{rest[:end].rpartition('@')[2]}{rest[end:]}"
 
 
 def _dropped(path: str, query: str, port: int | None, scheme: str) -> bool:

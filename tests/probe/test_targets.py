@@ -16,7 +16,6 @@ SHARED_LISTS = Path(__file__).resolve().parents[3] / "shared" / "test-lists"
         ("x.com", "x.com"),
         ("X.COM.", "x.com"),
         ("https://x.com/home?lang=en", "x.com"),
-        ("http://user@Twitter.com:8080/", "twitter.com"),
         ("bücher.example", "xn--bcher-kva.example"),
         ("https://пример.рф/", "xn--e1afmkfd.xn--p1ai"),
     ],
@@ -50,6 +49,18 @@ def test_parse_target_rejects_with_one_line(text: str, reason: str) -> None:
         parse_target(text)
     assert reason in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("whole_url", [True, False])
+def test_a_password_in_a_url_is_not_kept(whole_url: bool) -> None:
+    """The probe never logs in; the input is stored, exported and uploaded."""
+    target = parse_target("https://user:s3cret@X.com/", whole_url=whole_url)
+    assert (target.domain, target.input) == ("x.com", "https://X.com/")
+    target = parse_target("http://user@Twitter.com:80/?a=b@c", whole_url=False)
+    assert (target.domain, target.input) == ("twitter.com", "http://Twitter.com:80/?a=b@c")
+    with pytest.raises(UsageError) as info:
+        parse_target("https://user:s3cret@x.com/path", whole_url=True)
+    assert "s3cret" not in str(info.value)
 
 
 def test_x_profile_is_the_reported_endpoint_set() -> None:
