@@ -35,3 +35,27 @@ def test_the_glossary_in_the_docs_is_probe_explains() -> None:
     )
     assert set(TERMS) == {v.value for v in (*Status, *Method, *Trigger)}
     assert all(t.short and t.plain.endswith(".") for t in TERMS.values())
+
+
+def test_every_config_section_and_key_the_docs_name_exists() -> None:
+    """`[check]` for `[checks]` sent readers to a section the config refuses."""
+    import re
+
+    from probe.config import _SCHEMA
+
+    texts = [p.read_text() for p in (*DOCS.glob("*.md"), DOCS.parent / "README.md")]
+    named = {m for t in texts for m in re.findall(r"`\[([a-z_]+)\](?: ([a-z_]+))?", t)}
+    assert named, "the pattern finds nothing any more"
+    for section, key in named:
+        assert section in _SCHEMA, f"docs name a config section [{section}] that does not exist"
+        assert not key or key in _SCHEMA[section], f"docs name a config key [{section}] {key}"
+    table = re.findall(
+        r"^\| (?:`\[([a-z_]+)\]`)? \| ([^|]+) \|", (DOCS / "deploy.md").read_text(), re.M
+    )
+    section = ""
+    for heading, keys in table:
+        section = heading or section
+        for key in re.findall(r"`([a-z_*]+)`", keys):
+            pattern = re.compile(key.replace("*", "[a-z_]+") + "$")
+            assert any(pattern.match(k) for k in _SCHEMA[section]), f"deploy.md: [{section}] {key}"
+    assert section, "the config table of deploy.md was not found"
