@@ -245,6 +245,8 @@ def read_test_list(path: str) -> tuple[Target, ...]:
         )
     column = [c.strip().lower() for c in rows[0]].index("url")
     targets = attributed(_unique(_list_targets(rows[1:], column, path)))
+    if not targets:  # not "give domains or URLs, --platform or --list": one was given
+        raise UsageError(f"test list {path} has no URL to check")
     narrowed = sum(_names_more(t.input) for t in targets)
     if narrowed:
         log.warning(

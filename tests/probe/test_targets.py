@@ -127,6 +127,11 @@ def test_test_list_skips_bad_rows_and_needs_a_header(tmp_path: Path) -> None:
     binary.write_bytes(b"url\n\xff\xfe\x00")
     with pytest.raises(UsageError, match="not UTF-8"):
         read_test_list(str(binary))
+    empty = tmp_path / "empty.csv"
+    for text in ("url,category_code\n", "url\nhttp://a..b/\n\n"):
+        empty.write_text(text)
+        with pytest.raises(UsageError, match=f"^test list {empty} has no URL to check$"):
+            read_test_list(str(empty))
 
 
 @pytest.mark.parametrize(
