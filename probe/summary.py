@@ -4,9 +4,10 @@ Derived only from the per-domain verdicts, by the rule documented in
 docs/methodology.md ("Platform summary"):
 
 * **BLOCKED from this network** when any *core* endpoint (``core`` in the
-  profile: the site and the apps' API) is blocked;
-* **PARTLY BLOCKED** when every core endpoint is reachable but another
-  endpoint (media hosts, old names, short links) is blocked;
+  profile: the site and the apps' API) is blocked over HTTPS;
+* **PARTLY BLOCKED** when every core endpoint is reachable over HTTPS but an
+  endpoint is blocked (media hosts, old names, short links; or only its
+  plaintext HTTP: browsers and apps use HTTPS, so people still get through);
 * **REACHABLE from this network** when every core endpoint is reachable and
   nothing is blocked;
 * **OFFLINE** when a core endpoint found this network offline;
@@ -32,17 +33,28 @@ class Result:
     redirect: str | None = None
 
 
+def _plain_http_only(verdict: Verdict) -> bool:
+    """Blocked, but HTTPS to the site works: only plaintext HTTP is interfered with."""
+    return verdict.status is Status.BLOCKED and verdict.https_ok is True
+
+
+def _usable(verdict: Verdict | None) -> bool:
+    return verdict is not None and (
+        verdict.status is Status.ACCESSIBLE or _plain_http_only(verdict)
+    )
+
+
 def platform_state(platform: Platform, results: Sequence[Result]) -> str:
     """The headline state of the rule above."""
-    by_domain = {r.domain: r.verdict.status for r in results}
+    by_domain = {r.domain: r.verdict for r in results}
     core = [by_domain.get(d) for d in platform.required]
-    if Status.BLOCKED in core:
+    if any(v is not None and v.status is Status.BLOCKED and not _usable(v) for v in core):
         return "BLOCKED from this network"
-    if all(s is Status.ACCESSIBLE for s in core):
-        if Status.BLOCKED in by_domain.values():
+    if all(_usable(v) for v in core):
+        if any(v.status is Status.BLOCKED for v in by_domain.values()):
             return "PARTLY BLOCKED"
         return "REACHABLE from this network"
-    if Status.OFFLINE in core:
+    if any(v is not None and v.status is Status.OFFLINE for v in core):
         return "OFFLINE (this network reaches no control site)"
     return "UNCLEAR"
 
@@ -54,7 +66,7 @@ def platform_summary(platform: Platform, results: Sequence[Result]) -> str:
     parts = _blocked_groups(mine)
     media = [r for r in mine if r.domain in platform.media]
     accessible = [r for r in mine if r.verdict.status is Status.ACCESSIBLE]
-    media_ok = bool(media) and all(r in accessible for r in media)
+    media_ok = bool(media) and all(_usable(r.verdict) for r in media)
     if media_ok:
         parts.append("media hosts reachable")
     elif any(r.verdict.status is Status.BLOCKED for r in media):
@@ -88,5 +100,8 @@ def _blocked_groups(results: Sequence[Result]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for r in results:
         if r.verdict.status is Status.BLOCKED:
-            groups.setdefault(blocking_words(r.verdict), []).append(r.domain)
+            how = blocking_words(r.verdict)
+            if _plain_http_only(r.verdict):
+                how += " on plaintext HTTP only, HTTPS works"
+            groups.setdefault(how, []).append(r.domain)
     return [f"{', '.join(domains)}: {how}" for how, domains in groups.items()]

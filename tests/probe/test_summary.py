@@ -15,6 +15,7 @@ DNS = Verdict(Status.BLOCKED, (Method.DNS_NXDOMAIN,), Trigger.DNS)
 DOWN = Verdict(Status.DOWN)
 OFFLINE = Verdict(Status.OFFLINE)
 UNCLEAR = Verdict(Status.INCONCLUSIVE)
+HOST = Verdict(Status.BLOCKED, (Method.HTTP_RESET,), Trigger.HOST, https_ok=True)
 
 
 def results(**verdicts: Verdict) -> list[Result]:
@@ -43,6 +44,9 @@ def test_x_profile_names_its_core_and_media() -> None:
         ({"x_com": DOWN}, "UNCLEAR"),
         ({"api_x_com": UNCLEAR, "pbs_twimg_com": SNI}, "UNCLEAR"),
         ({"x_com": SNI, "api_x_com": UNCLEAR}, "BLOCKED from this network"),
+        ({"x_com": HOST}, "PARTLY BLOCKED"),  # plaintext HTTP only: HTTPS works
+        ({"x_com": HOST, "api_x_com": SNI}, "BLOCKED from this network"),
+        ({"x_com": HOST, "api_x_com": DOWN}, "UNCLEAR"),
     ],
 )
 def test_state_rule(verdicts: dict[str, Verdict], state: str) -> None:
@@ -90,4 +94,15 @@ def test_a_profile_without_core_counts_every_domain() -> None:
     plain = Platform("p", "P", ("a.example", "b.example"))
     assert platform_state(plain, [Result("a.example", OK), Result("b.example", SNI)]) == (
         "BLOCKED from this network"
+    )
+
+
+def test_plaintext_http_only_is_not_the_platform_blocked() -> None:
+    """Lab scenario host_reset said "X (Twitter): BLOCKED from this network" under
+    a "why" of "HTTPS to the site still works": people use X over HTTPS."""
+    got = platform_summary(X, results(x_com=HOST, pbs_twimg_com=HOST))
+    assert got == (
+        "X (Twitter): PARTLY BLOCKED — x.com, pbs.twimg.com: Host filtering (web request cut) "
+        "on plaintext HTTP only, HTTPS works; media hosts reachable; twitter.com, api.x.com, "
+        "t.co reachable"
     )
