@@ -3,7 +3,8 @@
 :func:`upload` sends every measurement of this vantage that the collector
 has not confirmed, oldest first, in gzip-compressed batches of the lossless
 JSONL format, and records each id as uploaded only after the collector's
-answer lists it (storage.outbox).  It stops at the first failure with a
+answer lists it (storage.outbox); the next batch is read and compressed while
+one is in flight.  It stops at the first failure with a
 :class:`~probe.errors.CollectorError` whose ``retryable`` says whether
 trying again later can help (unreachable, busy, database down) or not (token
 refused, batch rejected): the daemon backs off on the first kind and waits
@@ -17,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -112,27 +114,47 @@ def upload(
         sent = added = duplicates = 0
         if progress is not None:
             progress(0, total)
-        for batch in outbox.batches(batch_size):
-            if stopping is not None and stopping.is_set():
-                break
-            confirmed, new = _send(client, base, batch)
+
+        def finish(flight: Future[tuple[list[str], int]]) -> None:
+            """Wait for a batch's answer; record what the collector confirmed."""
+            nonlocal sent, added, duplicates
+            confirmed, new = flight.result()
             outbox.confirm(confirmed)
             sent += len(confirmed)
             added += new
             duplicates += len(confirmed) - new
             if progress is not None:
                 progress(sent, max(total, sent))
+
+        # One batch in flight while the next page is read and compressed here: the
+        # probe's part and the collector's overlap. Only this thread uses the database.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as sender:
+            in_flight: Future[tuple[list[str], int]] | None = None
+            for batch in outbox.batches(batch_size):
+                if stopping is not None and stopping.is_set():
+                    break
+                body = _body(batch)
+                if in_flight is not None:
+                    finish(in_flight)
+                ids = {item.id for item in batch}
+                in_flight = sender.submit(_send, client, base, body, ids)
+            if in_flight is not None:
+                finish(in_flight)
         return UploadResult(name, sent, added, duplicates, outbox.others())
 
 
-def _send(client: httpx.Client, base: str, batch: list[Outgoing]) -> tuple[list[str], int]:
-    """POST one batch; the ids the collector confirmed and how many were new to it."""
-    body = gzip.compress(b"".join(item.line + b"\n" for item in batch), compresslevel=6)
+def _body(batch: list[Outgoing]) -> bytes:
+    """One batch as a request body: its JSON lines, gzipped."""
+    return gzip.compress(b"".join(item.line + b"\n" for item in batch), compresslevel=6)
+
+
+def _send(client: httpx.Client, base: str, body: bytes, sent: set[str]) -> tuple[list[str], int]:
+    """POST one batch (``body``, the measurements ``sent``); the ids the collector
+    confirmed and how many were new to it."""
     headers = {"Content-Type": protocol.CONTENT_TYPE, "Content-Encoding": "gzip"}
     answer = _json(
         _request(client, "POST", protocol.MEASUREMENTS_PATH, content=body, headers=headers), base
     )
-    sent = {item.id for item in batch}
     ids = answer.get("ids")
     added = answer.get("added")
     if not isinstance(ids, list) or not isinstance(added, int):

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from collectors import protocol
 from storage.registry import Registry
 from storage.store import Store
 from tests.collectors import helpers as H
@@ -124,6 +125,35 @@ def test_upload_failures_are_one_line_and_exit_5(
     assert gone.returncode == 5 and "cannot reach collector" in gone.stderr
     assert len(gone.stderr.strip().splitlines()) == 1
     assert count(collector_db) == 0 and count(url, "uploads") == 0
+
+
+def test_a_rejected_batch_stops_the_upload_with_only_the_answered_batches_marked(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """The upload reads and compresses the next batch while one is in flight: the third
+    batch was read when the second was refused, and neither is marked uploaded."""
+    import httpx
+
+    url = probe_db(tmp_path, 60)
+    in_order = _in_order(url)
+    taken = in_order[25]  # in the second batch of 20
+    with Store.open(collector_db) as store:
+        other = Registry(store.database).add(H.JAZZ)[1]
+    body = H.jsonl([H.measurement(H.JAZZ, measurement_id=taken)])
+    headers = {"Authorization": f"Bearer {other}", "Content-Type": protocol.CONTENT_TYPE}
+    answer = httpx.post(collector.url + protocol.MEASUREMENTS_PATH, content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    done = upload(url, collector, token, "--batch", "20")
+    assert done.returncode == 5 and "rejected the upload (409" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert ids(url, "uploads", "measurement_id") == sorted(in_order[:20])
+    assert count(collector_db) == 21  # the first batch, and the other vantage's one
+
+
+def _in_order(url: str) -> list[str]:
+    with Store.open(url, migrate=False) as store, store.database.reading() as conn:
+        order = text("SELECT id FROM measurements ORDER BY started_at, id")
+        return [str(r[0]) for r in conn.execute(order)]
 
 
 def wait_for_rows(url: str, at_least: int, timeout: float = 60) -> int:
