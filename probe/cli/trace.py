@@ -52,8 +52,8 @@ def trace(
     """Find the hop where DOMAIN is interfered with, and whether its resets are forged.
 
     Needs raw sockets (root or CAP_NET_RAW). Exit status: 0 no interference,
-    1 interference found, 2 bad usage or input, 4 printed but not stored,
-    77 no raw sockets or no scapy.
+    1 interference found, 2 bad usage or input, 3 not traced (the resolver gave
+    no address), 4 printed but not stored, 77 no raw sockets or no scapy.
     """
     from probe.checks.dns import parse_resolver, system_resolver
     from probe.cli.check import vantage_and_db
@@ -96,6 +96,8 @@ def trace(
         _store(observation, location, point, url)
     if location.interference is not None:
         raise typer.Exit(int(ExitStatus.BLOCKED))
+    if observation.address is None:  # no address to send to: nothing was tested
+        raise typer.Exit(int(ExitStatus.NOT_ACCESSIBLE))
 
 
 def _readable(path: str) -> None:

@@ -87,6 +87,8 @@ def locate(obs: TraceObservation) -> Location:
     dns = _dns_interference(obs)
     if dns is not None:
         return dns
+    if obs.address is None:  # nothing went to the site: no claim either way
+        return Location(None, None, None, None, None, None, None, None, None, _untraced(obs))
     for protocol in ("tls", "http"):
         target, control = _pair(obs.baseline, protocol)
         if target is None or control is None or not target.probes or not control.probes:
@@ -242,6 +244,15 @@ def _clean(obs: TraceObservation) -> str:
         f"No interference: the ClientHello with SNI {obs.domain} and the request for Host "
         f"{obs.domain} reached {where} as the controls did, and DNS answers came only from "
         "the resolver."
+    )
+
+
+def _untraced(obs: TraceObservation) -> str:
+    return (
+        f"Not traced: {obs.resolver} gave no address for {obs.domain}, so no ClientHello or "
+        "request was sent and the path was not tested (if that answer is the block, probe "
+        "check names it); --control-resolver IP, a resolver beyond the censor, gives the "
+        "address to trace."
     )
 
 

@@ -76,7 +76,7 @@ def _hop_line(probe: Probe, loc: Location, address: str | None) -> str:
 
 
 def text(obs: TraceObservation, loc: Location) -> str:
-    head = loc.interference or "no interference"
+    head = loc.interference or ("no interference" if obs.address else "not traced")
     where = ""
     if loc.censor_hop is not None:
         where = f"  censor at hop {loc.censor_hop}" + (

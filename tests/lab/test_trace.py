@@ -154,6 +154,20 @@ def test_clean_lab_reports_nothing(clean_lab: Lab) -> None:
     assert result["evidence"].startswith("No interference"), context
 
 
+def test_no_address_from_the_resolver_is_not_traced(clean_lab: Lab) -> None:
+    """dns_nxdomain: the ISP's resolver denies x.com. Nothing can be sent to the
+    site, so no claim: "not traced", exit 3 (it said "no interference", exit 0)."""
+    argv = trace_argv(clean_lab)
+    del argv[argv.index("--control-resolver") : argv.index("--control-resolver") + 2]
+    with applied(clean_lab, "dns_nxdomain"):
+        status, result, context = run_trace(clean_lab, argv=argv)
+    assert status == 3, context
+    assert result["interference"] is None and result["address"] is None, context
+    assert result["hops"] == [] and result["censor_hop"] is None, context
+    assert result["evidence"].startswith("Not traced: "), context
+    assert result["errors"] == [f"x.com: no A record from {clean_lab.net.isp_resolver}:53"]
+
+
 @pytest.fixture
 def server_resets(clean_lab: Lab) -> Iterator[Lab]:
     """The server itself (the internet namespace) resets ClientHellos naming x.com."""

@@ -160,6 +160,22 @@ def test_nothing_interferes() -> None:
     assert loc.evidence.startswith("No interference")
 
 
+def test_no_address_is_not_traced_rather_than_clean() -> None:
+    """An NXDOMAIN from the ISP's own resolver (lab scenario dns_nxdomain) said "no
+    interference", with evidence that probes "reached the target": none was sent."""
+    from probe.trace.render import text
+
+    obs = observation(Probe(64, "reply", SERVER, packets=(SYNACK,)), None)
+    obs = TraceObservation(
+        **{**obs.__dict__, "address": None, "port": None, "path": (), "baseline": ()}
+    )
+    loc = locate(obs)
+    assert loc.interference is None and loc.censor_hop is None and loc.server_hop is None
+    assert loc.evidence.startswith(f"Not traced: {obs.resolver} gave no address for x.com")
+    assert "reached" not in loc.evidence
+    assert text(obs, loc).startswith("x.com  not traced  [")
+
+
 def test_control_failing_too_is_not_interference() -> None:
     obs = observation(Probe(64, "silence"), None)
     broken = obs.baseline[0], Series("tls", "control.lab", True, (Probe(64, "silence"),))
