@@ -249,7 +249,8 @@ def report(
     if png is not None:
         _write(png, image)
     if output is not None:
-        _write(output, render_html(result, image).encode("utf-8"))
+        several = comparison if len(comparison.vantages) > 1 else None
+        _write(output, render_html(result, image, comparison=several).encode("utf-8"))
 
 
 def _safe_lines(text: str) -> str:

@@ -13,7 +13,7 @@ import datetime as dt
 import html
 from collections.abc import Sequence
 
-from storage.report import text
+from storage.report import text, vantages
 from storage.report.summary import Report
 
 _STYLE = """
@@ -42,8 +42,15 @@ def _link(url: str | None, label: str) -> str:
     return esc(label)
 
 
-def render_html(report: Report, png: bytes | None, *, generated: dt.datetime | None = None) -> str:
-    """The whole report as one HTML document (``png`` embedded when given)."""
+def render_html(
+    report: Report,
+    png: bytes | None,
+    *,
+    generated: dt.datetime | None = None,
+    comparison: vantages.Comparison | None = None,
+) -> str:
+    """The whole report as one HTML document (``png`` embedded when given), with
+    the vantage comparison (status over time, ISP x endpoint, flips) when given."""
     generated = generated or dt.datetime.now(dt.UTC)
     title = f"Reachability report: {report.platform or 'all platforms'}"
     if report.country:
@@ -93,8 +100,24 @@ def render_html(report: Report, png: bytes | None, *, generated: dt.datetime | N
     parts += ["<h2>Reported events</h2>", _events(report)]
     header, rows = text.daily_rows(report)
     parts += ["<h2>Per day: blocked share (checks)</h2>", _table(header, rows)]
+    if comparison is not None and comparison.days:
+        parts += _comparison(comparison)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _comparison(comparison: vantages.Comparison) -> list[str]:
+    legend, *strips = vantages.strip_lines(comparison)
+    view = "\n".join(strips)
+    return [
+        "<h2>Comparing vantages</h2>",
+        f'<p class="muted">{esc(legend)}</p>',
+        f"<pre>{esc(view)}</pre>",
+        "<h3>ISP x endpoint (blocked: share of conclusive checks)</h3>",
+        _table(vantages.ISP_HEADER, vantages.isp_rows(comparison)),
+        "<h3>Intermittency: status flips per vantage and day (all endpoints)</h3>",
+        _table(vantages.FLIP_HEADER, vantages.flip_rows(comparison)),
+    ]
 
 
 def _events(report: Report) -> str:

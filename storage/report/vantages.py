@@ -227,17 +227,18 @@ def strips(comparison: Comparison) -> tuple[int, list[tuple[str, str, str]]]:
     return per, out
 
 
-def render_text(comparison: Comparison) -> str:
-    if not comparison.days:
-        return ""
-    lines = ["Comparing vantages"]
+ISP_HEADER = ("ISP", "endpoint", "checks", "blocked", "methods", "first blocked", "last blocked")
+FLIP_HEADER = ("vantage", "days", "days with flips", "flips", "most in a day")
+
+
+def strip_lines(comparison: Comparison) -> list[str]:
+    """The status-over-time view: a legend line, then each endpoint's strips."""
     per, rows = strips(comparison)
     unit = "day" if per == 1 else f"{per} days"
-    lines += [
-        "",
+    lines = [
         f"Status over time, one character per {unit} from {comparison.first_day} to "
         f"{comparison.last_day} (B blocked, A accessible, ~ both, . nothing conclusive, "
-        "^ a reported event)",
+        "^ a reported event)"
     ]
     width = max(len(label) for _, label, _ in rows)
     current = None
@@ -246,8 +247,11 @@ def render_text(comparison: Comparison) -> str:
             lines.append(f"{endpoint}:")
             current = endpoint
         lines.append(f"  {label.ljust(width)}  |{strip}|")
-    header = ("ISP", "endpoint", "checks", "blocked", "methods", "first blocked", "last blocked")
-    table = [
+    return lines
+
+
+def isp_rows(comparison: Comparison) -> list[list[str]]:
+    return [
         [
             c.network,
             c.endpoint,
@@ -259,11 +263,16 @@ def render_text(comparison: Comparison) -> str:
         ]
         for c in comparison.cells
     ]
-    lines += ["", "ISP x endpoint (blocked: share of conclusive checks)", *_table(header, table)]
+
+
+def render_text(comparison: Comparison) -> str:
+    if not comparison.days:
+        return ""
+    lines = ["Comparing vantages", "", *strip_lines(comparison)]
+    lines += ["", "ISP x endpoint (blocked: share of conclusive checks)"]
+    lines += _table(ISP_HEADER, isp_rows(comparison))
     lines += ["", "Intermittency: status flips per vantage and day (all endpoints)"]
-    lines += _table(
-        ("vantage", "days", "days with flips", "flips", "most in a day"), _flip_rows(comparison)
-    )
+    lines += _table(FLIP_HEADER, flip_rows(comparison))
     return "\n".join(lines) + "\n"
 
 
@@ -274,7 +283,7 @@ def flips_per_day(comparison: Comparison) -> dict[str, dict[dt.date, int]]:
     return out
 
 
-def _flip_rows(comparison: Comparison) -> list[list[str]]:
+def flip_rows(comparison: Comparison) -> list[list[str]]:
     per_day = flips_per_day(comparison)
     rows = []
     for v in comparison.vantages:

@@ -51,6 +51,24 @@ def test_png_and_html(tmp_path: Path) -> None:
     assert "Sindh High Court" in page
 
 
+def test_html_compares_the_vantages_as_the_text_does() -> None:
+    """`probe report -o` left out the ISP x endpoint table, the status strips and
+    the flips, the views that compare ISPs, although the terminal showed them."""
+    from storage.report.vantages import compare, render_text
+
+    events = builtin_events()
+    checks = checks_from_rows(history(step=dt.timedelta(hours=6)), ReportedIndex(events))
+    report = build_report(checks, events, country="PK", platform="x")
+    comparison = compare(checks, report.events)
+    page = render_html(report, None, comparison=comparison)
+    for heading in ("Comparing vantages", "ISP x endpoint", "Intermittency"):
+        assert f">{heading}" in page and heading in render_text(comparison)
+    assert "<td>AS45669 Jazz</td><td>x.com</td>" in page
+    strip = next(line for line in render_text(comparison).splitlines() if "pk-jazz" in line)
+    assert strip.strip() in page  # the same strip as in the terminal
+    assert "Comparing vantages" not in render_html(report, None)
+
+
 def test_empty_report_renders() -> None:
     report = build_report([], builtin_events())
     assert render_png(report).startswith(PNG)
