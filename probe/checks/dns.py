@@ -17,6 +17,7 @@ import asyncio
 import functools
 import ipaddress
 import os
+import socket
 import struct
 import time
 import urllib.parse
@@ -404,7 +405,7 @@ async def _query_udp(
         try:
             async with asyncio.timeout(timeout):
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: listener, remote_addr=(resolver.host, resolver.port)
+                    lambda: listener, sock=_udp_socket(resolver.host, resolver.port)
                 )
                 transport.sendto(message.wire)
                 await listener.first.wait()
@@ -430,6 +431,24 @@ async def _query_udp(
         if transport is not None:
             transport.close()
     return settled()
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to ``host`` (an IP literal), ``port``.
+
+    Made here rather than by ``create_datagram_endpoint(remote_addr=...)``:
+    uvloop resolves a remote address through libuv's thread pool even when it
+    is an IP literal (a round trip through another thread for every query);
+    connecting a UDP socket sends nothing and fails only as the loop would."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def _query_tcp(

@@ -425,10 +425,11 @@ def _text(value: bytes) -> str:
 async def _dial(
     target: _Target, address: str, context: ContextSource | None, timeout: float
 ) -> Connection:
-    """A new connection for one hop: TCP, and TLS with the hop's SNI for https."""
+    """A new connection for one hop: TCP, and TLS with the hop's SNI for https
+    (within :func:`fetch`'s deadline, which bounds the connect)."""
     from probe.checks import tls
 
-    conn = await open_connection(address, target.port, timeout)
+    conn = await open_connection(address, target.port, None)
     if target.server_name is None:
         return conn
     if context is None:

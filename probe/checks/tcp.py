@@ -39,9 +39,20 @@ class Connection:
             return
         closed = False
         try:
+            # A plain connection (the stream still reading the socket itself: no
+            # TLS, not even a failed upgrade) with nothing left to send closes
+            # without the peer's help; TLS waits for the peer's close_notify.
+            prompt = (
+                isinstance(transport.get_protocol(), asyncio.StreamReaderProtocol)
+                and transport.get_extra_info("sslcontext") is None
+                and transport.get_write_buffer_size() == 0
+            )
             self.writer.close()
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            if prompt:
                 await self.writer.wait_closed()
+            else:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.writer.wait_closed()
             closed = True
         except Exception:  # a failed close is no observation: the check is over
             pass
@@ -54,14 +65,19 @@ def elapsed_ms(start: float) -> float:
     return (time.monotonic() - start) * 1000
 
 
-async def open_connection(address: str, port: int, timeout: float) -> Connection:
+async def open_connection(address: str, port: int, timeout: float | None) -> Connection:
     """Dial without any policy check; raises like asyncio.open_connection.
 
     Only for addresses already vetted by :func:`connect` (the TLS module
     re-dials the same endpoint to capture a rejected certificate chain).
+    ``timeout`` None: the caller's own deadline bounds the dial (one timer
+    fewer, as every timer costs the loop a little).
     """
-    async with asyncio.timeout(timeout):
+    if timeout is None:
         reader, writer = await asyncio.open_connection(address.strip("[]"), port)
+    else:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address.strip("[]"), port)
     return Connection(address, port, reader, writer)
 
 
