@@ -26,7 +26,7 @@ _MIGRATION_LOCK = 0x70726F6265  # PostgreSQL advisory lock key ("probe")
 # Alembic's own idea of head).  Knowing it without Alembic lets an up-to-date
 # database open without importing Alembic and Mako (~11 MB resident, which
 # matters for a daemon on a Raspberry Pi).
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 
 def _config(connection: Connection | None = None) -> Config:

@@ -132,10 +132,10 @@ class MeasurementModel(Base):
         Index("ix_measurements_started_at", "started_at", "id"),  # the export order
         Index("ix_measurements_domain_started_at", "domain", "started_at"),
         Index("ix_measurements_vantage_started_at", "vantage_id", "started_at"),
-        Index("ix_measurements_platform", "platform"),
         Index("ix_measurements_status", "status"),
-        Index("ix_measurements_first_failure", "first_failure"),
-        # The dashboard's latest-per-pair and platform-domain lookups (storage.dashboard).
+        # The dashboard's latest-per-pair and platform-domain lookups (storage.dashboard);
+        # the latter serves every filter on the platform (0009 dropped the platform-only
+        # and first_failure indexes, which no query used).
         Index("ix_measurements_vantage_domain_started_at", "vantage_id", "domain", "started_at"),
         Index("ix_measurements_platform_domain", "platform", "domain"),
     )

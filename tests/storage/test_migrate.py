@@ -204,3 +204,14 @@ def test_0008_keeps_observations_as_lz4_json_text_on_postgresql(pg_url: str) -> 
     assert (kind, compression) == ("text", "l")
     assert json.loads(raw)["domain"] == "x.com"
     assert got is not None and got.observations == F.blocked_sni()
+
+
+def test_0009_drops_the_indexes_no_query_uses(db_url: str) -> None:
+    """The platform filter keeps its index (platform, domain); the two dropped ones
+    only cost every insert."""
+    from sqlalchemy import inspect
+
+    with Store.open(db_url) as store:
+        names = {ix["name"] for ix in inspect(store.database.engine).get_indexes("measurements")}
+    assert not names & {"ix_measurements_platform", "ix_measurements_first_failure"}
+    assert "ix_measurements_platform_domain" in names
