@@ -592,9 +592,10 @@ async def _together(start: asyncio.Barrier | None, clock: _Deadline, ready: bool
     if not ready:
         await start.abort()
         return False
-    with contextlib.suppress(asyncio.BrokenBarrierError, TimeoutError):
-        async with asyncio.timeout(clock.remaining()):
-            await start.wait()
+    from probe.checks.timer import within
+
+    with contextlib.suppress(asyncio.BrokenBarrierError, TimeoutError), within(clock.remaining()):
+        await start.wait()
     return True
 
 

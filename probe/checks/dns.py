@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from probe.checks import dnswire
 from probe.checks.errors import failure_from_exception
+from probe.checks.timer import within
 from probe.errors import UsageError
 from probe.failures import Failure
 from probe.netaddr import endpoint_label
@@ -403,7 +404,7 @@ async def _query_udp(
 
     try:
         try:
-            async with asyncio.timeout(timeout):
+            with within(timeout):
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: listener, sock=_udp_socket(resolver.host, resolver.port)
                 )
@@ -457,7 +458,7 @@ async def _query_tcp(
     """Ask ``message`` over TCP (RFC 7766 two-byte length framing) within ``budget`` s."""
     writer: asyncio.StreamWriter | None = None
     try:
-        async with asyncio.timeout(max(0.0, budget)):
+        with within(budget):
             reader, writer = await asyncio.open_connection(resolver.host, resolver.port)
             writer.write(struct.pack("!H", len(message.wire)) + message.wire)
             await writer.drain()

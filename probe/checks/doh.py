@@ -11,7 +11,6 @@ reply is converted and judged exactly like a UDP reply, by the helpers of
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 
@@ -20,6 +19,7 @@ from probe.checks.dns import Asked, Resolver, ms_since, reply_failure
 from probe.checks.errors import failure_from_exception
 from probe.checks.http import HTTP_ALPN, Exchange
 from probe.checks.tcp import open_connection
+from probe.checks.timer import within
 from probe.checks.url import URL
 from probe.failures import Failure
 from probe.netaddr import endpoint_label
@@ -54,7 +54,7 @@ async def query_doh(
     failure: Failure | None
     replies: tuple[DNSReply, ...] = ()
     try:
-        async with asyncio.timeout(timeout):
+        with within(timeout):
             status, body = await _post(resolver, url, asked.wire, context, timeout)
         read = asked.read(body) if status == 200 else None
         if read is None:

@@ -15,7 +15,6 @@ is the evidence of throttling.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import functools
 import hashlib
@@ -33,6 +32,7 @@ from probe import netaddr
 from probe.checks.decode import BodyDecoder
 from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, open_connection
+from probe.checks.timer import within
 from probe.checks.url import DEFAULT_PORTS, URL
 from probe.failures import Failure
 from probe.observations import BODY_KEEP, BODY_READ_CAP, HTTPObservation, Redirect
@@ -231,7 +231,7 @@ async def fetch(
     failure: Failure | None = None
     deadline = start + timeout
     try:
-        async with asyncio.timeout(timeout):
+        with within(timeout):
             target: _Target | None = first
             while target is not None:
                 response = _Response(cap=read_cap)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from probe import netaddr
 from probe.checks.errors import failure_from_exception, forget_traceback
+from probe.checks.timer import within
 from probe.failures import Failure
 from probe.observations import TCPObservation
 
@@ -51,7 +52,7 @@ class Connection:
             if prompt:
                 await self.writer.wait_closed()
             else:
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                with within(CLOSE_TIMEOUT_S):
                     await self.writer.wait_closed()
             closed = True
         except Exception:  # a failed close is no observation: the check is over
@@ -76,7 +77,7 @@ async def open_connection(address: str, port: int, timeout: float | None) -> Con
     if timeout is None:
         reader, writer = await asyncio.open_connection(address.strip("[]"), port)
     else:
-        async with asyncio.timeout(timeout):
+        with within(timeout):
             reader, writer = await asyncio.open_connection(address.strip("[]"), port)
     return Connection(address, port, reader, writer)
 

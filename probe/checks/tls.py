@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from probe.checks import certwire
 from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, connect, elapsed_ms, open_connection
+from probe.checks.timer import within
 from probe.errors import UsageError
 from probe.observations import Certificate, TCPObservation, TLSObservation, rfc3339
 
@@ -229,7 +230,7 @@ async def start_tls(
     """
     transport = writer.transport
     meter: _Meter | None = None
-    async with asyncio.timeout(timeout):
+    with within(timeout):
         upgrade = asyncio.ensure_future(
             writer.start_tls(
                 context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)

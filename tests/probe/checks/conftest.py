@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-BOTH_LOOPS = {"test_tcp", "test_tls", "test_http", "test_doh"}
+BOTH_LOOPS = {"test_tcp", "test_tls", "test_http", "test_doh", "test_timer"}
 """Modules whose every test runs under both loops; in test_dns only the tests of
 socket errors do (the rest parse replies, the same under either loop)."""
 
