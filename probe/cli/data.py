@@ -311,9 +311,13 @@ def build_filter(
         raise UsageError(f"--verdict must be one of {choices}, not {verdict!r}")
     if country is not None and (len(country) != 2 or not country.isalpha()):
         raise UsageError(f"--country must be a two-letter ISO code, not {country!r}")
+    start = parse_when(since, "--since") if since else None
+    end = parse_when(until, "--until", end_of_day=True) if until else None
+    if start is not None and end is not None and start >= end:  # not "no measurements match"
+        raise UsageError(f"--since {since} is not before --until {until}: nothing can match")
     return MeasurementFilter(
-        since=parse_when(since, "--since") if since else None,
-        until=parse_when(until, "--until", end_of_day=True) if until else None,
+        since=start,
+        until=end,
         domain=domain,
         platform=platform,
         vantage=vantage,

@@ -83,6 +83,10 @@ def test_measurements_table_and_json(capsys, monkeypatch, db) -> None:  # type: 
         (["--verdict", "censored"], "probe: --verdict must be one of accessible, blocked"),
         (["--country", "Pakistan"], "probe: --country must be a two-letter ISO code"),
         (["--limit", "0"], "probe: "),
+        (  # swapped dates said "no measurements match", as if there were none
+            ["--since", "2024-03-01", "--until", "2024-02-17"],
+            "probe: --since 2024-03-01 is not before --until 2024-02-17: nothing can match",
+        ),
     ],
 )
 def test_bad_filters_exit_2_in_one_line(capsys, monkeypatch, db, args, message) -> None:  # type: ignore[no-untyped-def]
