@@ -414,13 +414,22 @@ OTHER_ENV = frozenset(
 
 
 def config_warnings(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
-    """What is valid but probably not meant: typo'd variables, metrics open to all."""
+    """What is valid but probably not meant: typo'd variables, metrics open to all,
+    a URL whose path or port is not what gets measured (probe check refuses those)."""
     known = OTHER_ENV | set(env_names())
     names = os.environ if env is None else env
     found = [
         f"environment variable {n} is not a setting (a typo?); it is ignored"
         for n in sorted(names)
         if n.startswith((ENV_PREFIX, "PROBE_")) and n not in known
+    ]
+    from probe.targets import names_more, parse_target
+
+    found += [
+        f"targets.domains: {text!r} names a path or port; its domain "
+        f"{parse_target(text).domain} is checked (ports 443 and 80, the page at /)"
+        for text in config.targets.domains
+        if names_more(text)
     ]
     address = config.metrics.address
     if address is not None and address[0] in ("0.0.0.0", "::"):

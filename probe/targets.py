@@ -133,7 +133,7 @@ def _dropped(path: str, query: str, port: int | None, scheme: str) -> bool:
     return path not in ("", "/") or bool(query) or port not in (None, default)
 
 
-def _names_more(raw: str) -> bool:
+def names_more(raw: str) -> bool:
     """True for a URL that names more than its domain (a path, a query, a port)."""
     if "://" not in raw:
         return False
@@ -247,7 +247,7 @@ def read_test_list(path: str) -> tuple[Target, ...]:
     targets = attributed(_unique(_list_targets(rows[1:], column, path)))
     if not targets:  # not "give domains or URLs, --platform or --list": one was given
         raise UsageError(f"test list {path} has no URL to check")
-    narrowed = sum(_names_more(t.input) for t in targets)
+    narrowed = sum(names_more(t.input) for t in targets)
     if narrowed:
         log.warning(
             "%s: %d URL(s) name a path or port; their domains are checked (ports 443 and 80, "

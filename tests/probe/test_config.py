@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -244,8 +245,12 @@ def test_warnings_for_typo_variables_and_metrics_on_every_interface() -> None:
         "environment variable PROBE_DBB is not a setting (a typo?); it is ignored",
         "environment variable REACHPROBE_SCHEDULE_INTERVALL is not a setting (a typo?); "
         "it is ignored",
+        # probe check refuses this URL; the daemon measured its domain without a word
+        "targets.domains: 'https://b.example/path' names a path or port; its domain "
+        "b.example is checked (ports 443 and 80, the page at /)",
         "metrics.listen ':9816' serves metrics on every interface (anyone who reaches this "
         "machine can read them); 127.0.0.1:9816 keeps them local",
     ]
     local = parse_config(MINIMAL + '[metrics]\nlisten = "127.0.0.1:9816"\n', "c.toml", env={})
+    local = replace(local, targets=replace(local.targets, domains=("https://b.example/",)))
     assert config_warnings(local, {"REACHPROBE_STORAGE_URL": "x.db"}) == []
