@@ -322,7 +322,9 @@ class _Listener(asyncio.DatagramProtocol):
         self.replies: list[tuple[bool, DNSReply]] = []  # (truncated, reply)
         self.bad_packets = 0
         self.error: Exception | None = None
-        self.first = asyncio.Event()  # a valid reply or a transport error arrived
+        # Done once a valid reply or a transport error arrived (a bare future: an
+        # Event would add a waiter future and a little Python to every query).
+        self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         read = self.query.read(data)
@@ -334,13 +336,17 @@ class _Listener(asyncio.DatagramProtocol):
             source = endpoint_label(str(addr[0]), int(addr[1]))
             reply = DNSReply(rcode, records, ms_since(self.start), source)
             self.replies.append((truncated, reply))
-        self.first.set()
+        self._arrived()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable...) on the connected socket land here.
         if not self.replies and self.error is None:
             self.error = exc
-        self.first.set()
+        self._arrived()
+
+    def _arrived(self) -> None:
+        if not self.first.done():  # cancelled when the query timed out
+            self.first.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
@@ -409,7 +415,7 @@ async def _query_udp(
                     lambda: listener, sock=_udp_socket(resolver.host, resolver.port)
                 )
                 transport.sendto(message.wire)
-                await listener.first.wait()
+                await listener.first
         except TimeoutError:
             pass
         except Exception as exc:  # socket creation/connect errors

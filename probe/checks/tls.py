@@ -231,7 +231,7 @@ async def start_tls(
     transport = writer.transport
     meter: _Meter | None = None
     with within(timeout):
-        upgrade = asyncio.ensure_future(
+        upgrade = asyncio.create_task(
             writer.start_tls(
                 context, server_hostname=server_name, ssl_handshake_timeout=_backstop(timeout)
             )
