@@ -61,7 +61,9 @@ def load_file(path: Path) -> list[TimelineEvent]:
     """Parse a ``.csv``, ``.yaml`` or ``.yml`` timeline file; raise on any bad row."""
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise UsageError(f"cannot read timeline file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read timeline file {path}: {exc}") from exc
     if path.suffix.lower() in (".yaml", ".yml"):
         return parse_yaml(text, str(path))

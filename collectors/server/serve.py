@@ -53,6 +53,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    # Listening now, not when uvicorn starts: a client that connects once
+    # "collector listening" is logged waits in the backlog instead of being refused.
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -241,7 +244,6 @@ def serve_workers(
     failure: WorkerFailed | None = None
 
     dispatcher = _Dispatcher(sock)
-    sock.listen(BACKLOG)
 
     def spawn() -> None:
         said, say = os.pipe()

@@ -132,3 +132,10 @@ def test_unknown_extension_is_a_usage_error(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(Exception, match=r"\.csv, \.yaml"):
         load_file(path)
+
+
+def test_a_missing_file_is_named_once_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "gone.csv"
+    with pytest.raises(Exception) as raised:
+        load_file(path)
+    assert str(raised.value) == f"cannot read timeline file {path}: No such file or directory"
