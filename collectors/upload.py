@@ -85,8 +85,13 @@ def upload(
     verify: str | bool = True,
     stopping: threading.Event | None = None,
     timeout: float = TIMEOUT,
+    vantage: str | None = None,
 ) -> UploadResult:
     """Upload the backlog for ``url``; raises UploadError (one line) when it stops.
+
+    ``vantage`` (the daemon's own name) refuses a token registered under another
+    name: the probe's measurements would otherwise never be this token's to send,
+    and the backlog would grow without a word.
 
     ``stopping`` (set by a daemon shutting down) ends the upload after the
     batch in flight; the rest stays in the backlog.
@@ -109,6 +114,12 @@ def upload(
         name = who.get("name")
         if not isinstance(name, str):
             raise UploadError(f"collector at {base} answered without a vantage name")
+        if vantage is not None and name != vantage:
+            raise Refused(
+                f"the upload token is vantage {name!r}'s but this probe measures as"
+                f" {vantage!r}: nothing of it can be uploaded (register {vantage!r} at the"
+                f" collector, or set [vantage] name = {name!r})"
+            )
         outbox = Outbox(store.database, base, vantage=name)
         total = outbox.backlog()
         sent = added = duplicates = 0

@@ -251,7 +251,7 @@ class Daemon:
 
                     uploads = Uploader(
                         store, config.upload.url, config.upload.token, state,
-                        batch_size=config.upload.batch,
+                        batch_size=config.upload.batch, vantage=vantage.name,
                     )  # fmt: skip
                     runner.after_check = uploads.kick
                     log.info("uploading to %s after every check", config.upload.url)

@@ -51,6 +51,7 @@ class Uploader:
     token: str
     state: st.StateFile
     batch_size: int = 500
+    vantage: str | None = None  # this probe's name: a token of another vantage is refused
     initial_wait: float = INITIAL_WAIT
     max_wait: float = MAX_WAIT
     settle: float = SETTLE
@@ -135,7 +136,7 @@ class Uploader:
         try:
             result = await asyncio.to_thread(
                 upload, self.store, self.url, self.token,
-                batch_size=self.batch_size, stopping=self.stopping,
+                batch_size=self.batch_size, stopping=self.stopping, vantage=self.vantage,
             )  # fmt: skip
         except ProbeError as exc:
             self.state.update(upload_last_error=str(exc), upload_last_attempt=_now())

@@ -127,6 +127,24 @@ def test_upload_failures_are_one_line_and_exit_5(
     assert count(collector_db) == 0 and count(url, "uploads") == 0
 
 
+def test_a_daemon_whose_name_is_not_its_tokens_is_refused_in_one_line(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """A probe measuring as "lahore" with lahore-ptcl's token: said, not a silent backlog."""
+    from collectors.upload import Refused
+    from collectors.upload import upload as send
+
+    url = probe_db(tmp_path, 3)
+    with Store.open(url) as store, pytest.raises(Refused) as refused:
+        send(store, collector.url, token, vantage="lahore")
+    assert "vantage 'lahore-ptcl'" in str(refused.value)
+    assert "measures as 'lahore'" in str(refused.value)
+    assert count(collector_db) == 0 and count(url, "uploads") == 0
+    with Store.open(url) as store:  # its own name: everything goes
+        assert send(store, collector.url, token, vantage=H.PTCL.name).sent == 3
+    assert_consistent(url, collector_db, 3)
+
+
 def test_a_rejected_batch_stops_the_upload_with_only_the_answered_batches_marked(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:
