@@ -96,7 +96,12 @@ class Database:
     """
 
     def __init__(
-        self, url: URL, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S, *, readonly: bool = False
+        self,
+        url: URL,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        *,
+        readonly: bool = False,
+        existing: bool = False,
     ) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -110,6 +115,8 @@ class Database:
                 self._check_readable(path)
                 self.writable = _can_write(path)
             elif path is not None:
+                if existing:  # a command with nothing to do on a new file: a typo, say so
+                    self._check_readable(path)
                 self.created = self._prepare_sqlite_file(path)
             self.engine = _sqlite_engine(url, busy_timeout, self.writable)
         else:

@@ -113,6 +113,7 @@ class Store:
         migrate: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
         readonly: bool = False,
+        existing: bool = False,
     ) -> Store:
         """Open ``url`` (None: ``$PROBE_DB`` or the default SQLite file).
 
@@ -120,9 +121,10 @@ class Store:
         database is only contacted, so a bad URL still fails here.  With
         ``readonly`` (every command that only reads) nothing is created and a
         SQLite file this process cannot write is read as it is: its schema
-        must then be this release's.
+        must then be this release's.  With ``existing`` a missing SQLite file is
+        an error, not a new database.
         """
-        db = Database(resolve_url(url), busy_timeout, readonly=readonly)
+        db = Database(resolve_url(url), busy_timeout, readonly=readonly, existing=existing)
         try:
             if migrate and not db.writable:
                 migrations.require_current(db)

@@ -58,7 +58,7 @@ def upload(
             shown = True
 
     try:
-        with Store.open(db) as store:
+        with Store.open(db, existing=True) as store:  # a mistyped --db: exit 4
             result = run(
                 store, collector, token, batch_size=batch, progress=progress, timeout=timeout
             )

@@ -266,3 +266,13 @@ def test_writing_commands_create_only_the_file_and_say_so(folder: Path) -> None:
     code, out, err = probe("collector", "vantage", "add", "lahore", "--db", str(collector))
     assert code == 0 and f"probe: created a new database sqlite:///{collector}" in err
     assert out.startswith("registered vantage lahore\n")
+
+
+def test_upload_with_a_mistyped_db_creates_nothing_and_exits_4(folder: Path) -> None:
+    db = folder / "typo.db"
+    code, out, err = probe(
+        "upload", "--collector", "http://127.0.0.1:9", "--token", "t", "--db", str(db)
+    )
+    assert code == 4 and out == "", err
+    assert err.strip() == f"probe: no database at {db} (nothing stored there yet; check --db)"
+    assert os.listdir(folder) == []
