@@ -41,7 +41,7 @@ log = logging.getLogger("collectors.server")
 KEEP_ALIVE_S = 5  # idle connections are closed after this
 MAX_CONNECTIONS = 256  # beyond this uvicorn answers 503 at once
 MAX_HEADER_BYTES = 16 * 1024
-BACKLOG = 2048  # uvicorn's, for the socket the workers' parent accepts on
+BACKLOG = 2048  # uvicorn's default; the socket listens from bind() on, workers or not
 
 
 def bind(host: str, port: int) -> socket.socket:
