@@ -138,6 +138,31 @@ function eventAnnotations(events) {
   return out;
 }
 
+// Chart.js's linear scale knows nothing of time: left to itself it puts ticks at
+// round numbers of milliseconds, and labelled as times those repeat or mislead.
+// So ticks are placed here, on whole UTC hours or days, at most MAX_TICKS of them.
+const HOUR_MS = 3600000;
+const DAY_MS = 24 * HOUR_MS;
+const TICK_STEPS = [1, 2, 3, 6, 12].map((h) => h * HOUR_MS)
+  .concat([1, 2, 3, 7, 14, 30, 91].map((d) => d * DAY_MS));
+const MAX_TICKS = 10;
+
+function tickStep(span) {
+  return TICK_STEPS.find((step) => span / step <= MAX_TICKS) || TICK_STEPS[TICK_STEPS.length - 1];
+}
+
+function wholeTicks(since, until, step) {
+  const ticks = [];
+  for (let at = Math.ceil(since / step) * step; at <= until; at += step) ticks.push({ value: at });
+  return ticks;
+}
+
+// A day tick (or an hour tick at midnight) says its date, MM-DD; any other its hour, HH:MM.
+function tickLabel(value, step) {
+  const iso = new Date(value).toISOString();
+  return step >= DAY_MS || value % DAY_MS === 0 ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
 function drawTimeline(data) {
   const bucketMs = data.bucket_s * 1000;
   const domains = data.endpoints.map((e) => e.domain);
@@ -151,7 +176,7 @@ function drawTimeline(data) {
   }
   const since = Date.parse(data.since);
   const until = Date.parse(data.until);
-  const dayFormat = until - since > 2 * 86400000;
+  const step = tickStep(until - since);
   const config = {
     type: "bar",
     data: {
@@ -176,13 +201,9 @@ function drawTimeline(data) {
           type: "linear",
           min: since,
           max: until,
-          ticks: {
-            maxTicksLimit: 8,
-            callback: (value) => {
-              const iso = new Date(value).toISOString();
-              return dayFormat ? iso.slice(5, 10) : iso.slice(11, 16);
-            },
-          },
+          afterBuildTicks: (axis) => { axis.ticks = wholeTicks(since, until, step); },
+          ticks: { callback: (value) => tickLabel(value, step) },
+          title: { display: true, text: "UTC" },
         },
         y: { type: "category", labels: domains },
       },

@@ -14,6 +14,7 @@ without sideways scrolling.  Screenshots are kept (see browser.ARTEFACTS).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -154,6 +155,55 @@ def test_page_shows_verdicts_time_view_and_evidence(collector: CollectorProcess)
         screenshot(page, "dashboard-evidence.png")
         page.keyboard.press("Escape")
         page.wait_for_selector("dialog#evidence", state="hidden")
+        page.close()
+        assert console.problems == []
+
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def _expected_label(value: int, unit: int) -> str:
+    """What a tick at ``value`` ms must say: its UTC date on day ticks and at midnight,
+    else its UTC hour."""
+    at = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    return at.strftime("%m-%d") if unit == DAY_MS or value % DAY_MS == 0 else at.strftime("%H:%M")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_time_axis_ticks_fall_on_whole_hours_or_days_and_say_so(
+    collector: CollectorProcess, width: int
+) -> None:
+    with chromium() as browser:
+        page, console = _open(
+            browser, collector.url + "/", viewport={"width": width, "height": 900}
+        )
+        page.select_option("#vantage-select", "lahore")
+        for period, bucket_min, unit in (
+            ("1d", 15, HOUR_MS),
+            ("7d", 120, DAY_MS),
+            ("30d", 360, DAY_MS),
+            ("90d", 1440, DAY_MS),
+        ):
+            page.select_option("#period-select", period)
+            _wait_text(page, "#time-summary", f"buckets of {bucket_min} min")
+            axis = page.evaluate(
+                """() => {
+                    const x = Chart.getChart('timeline').scales.x;
+                    return {min: x.min, max: x.max,
+                            ticks: x.ticks.map(t => ({value: t.value, label: t.label}))};
+                }"""
+            )
+            values = [t["value"] for t in axis["ticks"]]
+            assert len(values) >= 3, (period, axis)
+            assert all(v % unit == 0 for v in values), (period, values)
+            assert all(axis["min"] <= v <= axis["max"] for v in values), (period, axis)
+            steps = {b - a for a, b in itertools.pairwise(values)}
+            assert len(steps) == 1, (period, values)  # evenly spaced, also when thinned
+            for tick in axis["ticks"]:
+                assert tick["label"] == _expected_label(tick["value"], unit), (period, tick)
+            labels = [t["label"] for t in axis["ticks"]]
+            assert len(set(labels)) == len(labels), (period, labels)
         page.close()
         assert console.problems == []
 
