@@ -224,7 +224,20 @@ def platform_targets(name: str) -> tuple[Target, ...]:
     return tuple(Target(d, d, platform.name) for d in platform.domains)
 
 
+@dataclass(frozen=True)
+class ListInput:
+    """A test list's targets, and how many of its rows were skipped (each warned)."""
+
+    targets: tuple[Target, ...]
+    skipped: int
+
+
 def read_test_list(path: str) -> tuple[Target, ...]:
+    """Targets from a Citizen Lab test-list CSV (see :func:`load_test_list`)."""
+    return load_test_list(path).targets
+
+
+def load_test_list(path: str) -> ListInput:
     """Targets from a Citizen Lab test-list CSV (``url,category_code,...``).
 
     Rows whose URL is not checkable are skipped with a warning naming the
@@ -244,7 +257,8 @@ def read_test_list(path: str) -> tuple[Target, ...]:
             f"invalid test list {path}: the first line must be a header with a 'url' column"
         )
     column = [c.strip().lower() for c in rows[0]].index("url")
-    targets = attributed(_unique(_list_targets(rows[1:], column, path)))
+    skipped: list[int] = []
+    targets = attributed(_unique(_list_targets(rows[1:], column, path, skipped)))
     if not targets:  # not "give domains or URLs, --platform or --list": one was given
         raise UsageError(f"test list {path} has no URL to check")
     narrowed = sum(names_more(t.input) for t in targets)
@@ -255,10 +269,12 @@ def read_test_list(path: str) -> tuple[Target, ...]:
             path,
             narrowed,
         )
-    return targets
+    return ListInput(targets, len(skipped))
 
 
-def _list_targets(rows: Sequence[Sequence[str]], column: int, path: str) -> Iterable[Target]:
+def _list_targets(
+    rows: Sequence[Sequence[str]], column: int, path: str, skipped: list[int]
+) -> Iterable[Target]:
     for number, row in enumerate(rows, start=2):
         if not row or column >= len(row) or not row[column].strip():
             continue
@@ -266,6 +282,7 @@ def _list_targets(rows: Sequence[Sequence[str]], column: int, path: str) -> Iter
             yield parse_target(row[column])
         except UsageError as exc:
             log.warning("%s:%d: skipped: %s", path, number, exc)
+            skipped.append(number)
 
 
 def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:

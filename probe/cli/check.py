@@ -13,6 +13,7 @@ from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
     from probe.check import CheckOptions
+    from probe.cli.tally import ListTally
     from probe.observations import DomainObservations
     from probe.summary import Result
     from probe.targets import Target
@@ -103,7 +104,7 @@ def check(
     _load_measuring_code()
     from probe.check import DEFAULT_CONTROL_DOMAINS, DEFAULT_CONTROL_RESOLVERS, CheckOptions
 
-    chosen = _targets(targets or [], platform, list_file)
+    chosen, skipped = _targets(targets or [], platform, list_file)
     options = CheckOptions(
         resolver=resolver,
         control_resolvers=tuple(control_resolver or DEFAULT_CONTROL_RESOLVERS),
@@ -116,13 +117,23 @@ def check(
     )
     sink = None if no_store else _Sink(*vantage_and_db(config, vantage, db))
     show = _Show(as_json=as_json, details=details, platform=platform, sink=sink)
+    if list_file:
+        from probe.cli.tally import ListTally
+
+        show.tally = ListTally(len(chosen), skipped)
     try:
         statuses = _run(chosen, options, show)
+    except KeyboardInterrupt:
+        if show.tally is not None:
+            show.tally.print(interrupted=True)
+        raise
     finally:
         if sink is not None:
             sink.flush()
             sink.close()
     show.close(len(statuses))
+    if show.tally is not None:
+        show.tally.print()
     if sink is not None and sink.error is not None:
         raise sink.failure(len(statuses))
     if "blocked" in statuses:
@@ -180,21 +191,27 @@ def _load_measuring_code() -> None:
         gc.enable()
 
 
-def _targets(args: list[str], platform: str | None, list_file: str | None) -> list[Target]:
-    from probe.targets import attributed, parse_target, platform_targets, read_test_list
+def _targets(
+    args: list[str], platform: str | None, list_file: str | None
+) -> tuple[list[Target], int]:
+    """The unique targets, and how many list lines were skipped."""
+    from probe.targets import attributed, load_test_list, parse_target, platform_targets
 
     chosen: list[Target] = []
+    skipped = 0
     if platform:
         chosen += platform_targets(platform)
     if list_file:
-        chosen += read_test_list(list_file)
+        listed = load_test_list(list_file)
+        chosen += listed.targets
+        skipped = listed.skipped
     chosen += attributed(parse_target(a, whole_url=True) for a in args)
     if not chosen:
         raise UsageError("nothing to check: give domains or URLs, --platform or --list")
     unique: dict[str, Target] = {}
     for target in chosen:
         unique.setdefault(target.domain, target)
-    return list(unique.values())
+    return list(unique.values()), skipped
 
 
 def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]:
@@ -280,6 +297,7 @@ class _Show:
         self.colour = sys.stdout.isatty()
         self.width = 0
         self.results: list[Result] = []
+        self.tally: ListTally | None = None  # a list run's closing line
 
     def open(self, targets: list[Target]) -> None:
         self.width = max((len(t.domain) for t in targets), default=0)
@@ -298,6 +316,8 @@ class _Show:
         from probe.summary import Result
         from probe.terminal import json_text
 
+        if self.tally is not None:
+            self.tally.add(verdict.status.value)
         if self.as_json:
             print(json_text(check_json(obs, verdict)), flush=True)
             return

@@ -25,7 +25,7 @@ INTERRUPT_AT = 12  # s after the start: the six others finished (about 6 s), x.c
 
 def _interrupted(
     lab: Lab, db: Path, out: Path, extra: list[str], after: float, platform: str | None = "x"
-) -> int:
+) -> tuple[int, str]:
     argv = lab.probe_argv((), platform=platform, timeout=TIMEOUT)
     argv = [a for a in argv if a not in ("--no-store", "--json")] + ["--db", str(db), *extra]
     with open(out, "w") as handle:
@@ -35,7 +35,7 @@ def _interrupted(
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert err.strip().endswith("probe: interrupted"), err
-    return proc.returncode
+    return proc.returncode, err
 
 
 def _stored(db: Path) -> list[str]:
@@ -50,7 +50,7 @@ def test_ctrl_c_keeps_every_finished_domain(clean_lab: Lab, tmp_path: Path, as_j
     SCENARIOS["tcp_blackhole"].apply(clean_lab)  # x.com hangs; the six others finish fast
     db = tmp_path / "probe.db"
     out = tmp_path / "out.txt"
-    code = _interrupted(clean_lab, db, out, ["--json"] if as_json else [], after=INTERRUPT_AT)
+    code, _ = _interrupted(clean_lab, db, out, ["--json"] if as_json else [], after=INTERRUPT_AT)
     assert code == 130
     text = out.read_text()
     if as_json:
@@ -76,8 +76,11 @@ def test_ctrl_c_at_random_moments_of_a_list_run(clean_lab: Lab, tmp_path: Path) 
         db = tmp_path / f"probe-{attempt}.db"
         out = tmp_path / f"out-{attempt}.jsonl"
         extra = ["--json", "--list", str(test_list)]
-        code = _interrupted(clean_lab, db, out, extra, rng.uniform(1, 10), platform=None)
+        code, err = _interrupted(clean_lab, db, out, extra, rng.uniform(1, 10), platform=None)
         assert code == 130
         printed = [json.loads(line)["domain"] for line in out.read_text().splitlines()]
+        tally = err.strip().splitlines()[-2]  # then "probe: interrupted"
+        assert tally.startswith(f"checked {len(printed)} of 6 domain(s) in "), err
+        assert "(interrupted)" in tally, err
         stored = _stored(db)
         assert sorted(printed) == sorted(stored) and len(set(stored)) == len(stored)

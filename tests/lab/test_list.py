@@ -9,6 +9,7 @@ CA), so each one is measured in full, and the SNI censor blocks x.com only.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,9 @@ def test_list_excerpt_every_domain_measured(list_lab: Lab, excerpt: Path) -> Non
         expect = scenario.expect if domain == "x.com" else Expect("accessible")
         assert_result(result, expect, context)
     assert run.wall_s < WALL_BOUND_S, context
+    tally = run.stderr.splitlines()[-1]  # the list run's closing line, stdout left to JSON
+    assert re.fullmatch(
+        rf"checked {len(domains)} domain\(s\) in \d+\.\d s: {len(domains) - 1} accessible, "
+        r"1 blocked; 0 list line\(s\) skipped",
+        tally,
+    ), context

@@ -179,3 +179,35 @@ def test_a_locked_database_costs_one_busy_timeout_not_one_per_domain(tmp_path: P
     assert sink.error is None and sink.saved == 3
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM measurements").fetchone() == (3,)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_list_run_ends_with_a_tally_line_on_stderr(tmp_path: Path, as_json: bool) -> None:
+    """Domains, verdicts, skipped list lines and time in one last line on stderr;
+    with --json, stdout stays one JSON object per domain."""
+    import json
+    import re
+
+    from tests.probe.checks.dnsserver import NXDOMAIN, serve_in_thread
+
+    listed = tmp_path / "list.csv"
+    rows = ["gone.test", "https://also.gone.test/a/path", "ftp://bad.test/", "", "gone.test"]
+    listed.write_text("url,category_code\n" + "".join(f"{r},NEWS\n" for r in [*rows, "a..b"]))
+    with serve_in_thread({"gone.test": NXDOMAIN, "also.gone.test": NXDOMAIN}) as dns:
+        result = probe(
+            "check", "--list", str(listed), "--resolver", dns.spec, "--control-resolver",
+            dns.spec, "--control-domain", "gone.test", "--timeout", "1", "--no-store",
+            *(["--json"] if as_json else []),
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr  # offline
+    last = result.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"checked 2 domain\(s\) in \d+\.\d s: 2 offline; 2 list line\(s\) skipped", last
+    ), result.stderr
+    assert "list.csv:4: skipped" in result.stderr and "list.csv:7: skipped" in result.stderr
+    if as_json:
+        assert sorted(json.loads(line)["domain"] for line in result.stdout.splitlines()) == [
+            "also.gone.test", "gone.test",
+        ]  # fmt: skip
+    else:
+        assert "checked" not in result.stdout
