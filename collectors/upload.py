@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def upload(
     batch_size: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
     transport: httpx.BaseTransport | None = None,
-    verify: str | bool = True,
+    ca_bundle: str | None = None,
     stopping: threading.Event | None = None,
     timeout: float = TIMEOUT,
     vantage: str | None = None,
@@ -94,7 +95,8 @@ def upload(
     and the backlog would grow without a word.
 
     ``stopping`` (set by a daemon shutting down) ends the upload after the
-    batch in flight; the rest stays in the backlog.
+    batch in flight; the rest stays in the backlog.  ``ca_bundle``: CA
+    certificates trusted besides the usual ones (a collector with a CA of its own).
     """
     from storage.outbox import Outbox
 
@@ -108,7 +110,7 @@ def upload(
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         transport=transport,
-        verify=verify,
+        verify=trust(ca_bundle),
     ) as client:
         who = _json(_request(client, "GET", protocol.VANTAGE_PATH), base)
         name = who.get("name")
@@ -152,6 +154,20 @@ def upload(
             if in_flight is not None:
                 finish(in_flight)
         return UploadResult(name, sent, added, duplicates, outbox.others())
+
+
+def trust(ca_bundle: str | None) -> ssl.SSLContext:
+    """httpx's usual trust (certifi, or $SSL_CERT_FILE), plus ``ca_bundle``'s CAs;
+    an unreadable bundle is a usage error, before anything is sent."""
+    context = httpx.create_ssl_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except OSError as exc:  # ssl.SSLError too: not PEM, or no certificate in it
+            reason = getattr(exc, "reason", None)  # NO_CERTIFICATE_OR_CRL_FOUND, ...
+            detail = reason.replace("_", " ").lower() if reason else exc.strerror or exc
+            raise UsageError(f"cannot read CA bundle {ca_bundle}: {detail}") from None
+    return context
 
 
 def _body(batch: list[Outgoing]) -> bytes:

@@ -95,6 +95,7 @@ class UploadConfig:
     url: str | None = None  # the collector; None: no uploads
     token: str | None = None  # this vantage's upload token (REACHPROBE_UPLOAD_TOKEN)
     batch: int = 500  # measurements per request
+    ca_bundle: str | None = None  # CAs trusted besides the usual ones (a collector's own CA)
 
     def __repr__(self) -> str:  # the token must not end up in a log or traceback
         return f"UploadConfig(url={self.url!r}, token={'***' if self.token else None}, ...)"
@@ -376,6 +377,7 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
         "url": (_text, "url"),
         "token": (_text, "token"),
         "batch": (lambda v: _integer(v, minimum=1), "batch"),
+        "ca_bundle": (_text, "ca_bundle"),
     },
     "trace": {
         "when_blocked": (_boolean, "when_blocked"),
@@ -557,6 +559,8 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
             raise fail("upload.url", f"expected http(s)://HOST[:PORT], got {upload.url!r}")
         if upload.token is None:
             raise fail("upload.token", "required with upload.url (or REACHPROBE_UPLOAD_TOKEN)")
+    if upload.ca_bundle is not None and not Path(upload.ca_bundle).is_file():
+        raise fail("upload.ca_bundle", f"no such file: {upload.ca_bundle}")
     if upload.batch > 5000:
         raise fail("upload.batch", "at most 5000 (the collector's default limit)")
     if config.trace.max_ttl > 64:

@@ -252,6 +252,7 @@ class Daemon:
                     uploads = Uploader(
                         store, config.upload.url, config.upload.token, state,
                         batch_size=config.upload.batch, vantage=vantage.name,
+                        ca_bundle=config.upload.ca_bundle,
                     )  # fmt: skip
                     runner.after_check = uploads.kick
                     log.info("uploading to %s after every check", config.upload.url)

@@ -52,6 +52,7 @@ class Uploader:
     state: st.StateFile
     batch_size: int = 500
     vantage: str | None = None  # this probe's name: a token of another vantage is refused
+    ca_bundle: str | None = None  # CAs trusted besides the usual ones
     initial_wait: float = INITIAL_WAIT
     max_wait: float = MAX_WAIT
     settle: float = SETTLE
@@ -137,6 +138,7 @@ class Uploader:
             result = await asyncio.to_thread(
                 upload, self.store, self.url, self.token,
                 batch_size=self.batch_size, stopping=self.stopping, vantage=self.vantage,
+                ca_bundle=self.ca_bundle,
             )  # fmt: skip
         except ProbeError as exc:
             self.state.update(upload_last_error=str(exc), upload_last_attempt=_now())

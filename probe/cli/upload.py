@@ -1,7 +1,7 @@
 """``probe upload``: send this probe's unconfirmed measurements to a collector.
 
 Exit status: 0 every measurement of this vantage is confirmed by the
-collector; 2 bad usage (URL, empty token); 4 the local database failed;
+collector; 2 bad usage (URL, empty token, unreadable CA bundle); 4 the local database failed;
 5 the collector is unreachable or busy, refused the token, or rejected a
 batch (the line says which).  Whatever was confirmed before a failure stays
 confirmed; running the command again continues from there.
@@ -43,6 +43,15 @@ def upload(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds any one network step may take.")
     ] = 30.0,
+    ca_bundle: Annotated[
+        str | None,
+        typer.Option(
+            envvar="REACHPROBE_UPLOAD_CA_BUNDLE",
+            metavar="PEM",
+            help="CA certificates trusted besides the usual ones: a collector with a CA of its "
+            "own ($REACHPROBE_UPLOAD_CA_BUNDLE).",
+        ),
+    ] = None,
 ) -> None:
     """Upload every measurement the collector has not confirmed (never deletes any)."""
     from collectors.upload import upload as run
@@ -60,8 +69,9 @@ def upload(
     try:
         with Store.open(db, existing=True) as store:  # a mistyped --db: exit 4
             result = run(
-                store, collector, token, batch_size=batch, progress=progress, timeout=timeout
-            )
+                store, collector, token, batch_size=batch, progress=progress, timeout=timeout,
+                ca_bundle=ca_bundle,
+            )  # fmt: skip
     finally:
         if shown:
             print(file=sys.stderr)

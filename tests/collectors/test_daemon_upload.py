@@ -15,6 +15,7 @@ import pytest
 from storage.registry import Registry
 from storage.store import Store
 from tests.collectors.collectorproc import CollectorProcess, probe
+from tests.collectors.conftest import HttpsCollector
 from tests.collectors.test_upload import assert_consistent, count
 from tests.probe.checks.dnsserver import DNSServer, answer, serve_in_thread
 from tests.schedules.daemonproc import DaemonProcess, write_config
@@ -28,21 +29,28 @@ def dns() -> Iterator[DNSServer]:
         yield server
 
 
-def test_daemon_uploads_backs_off_and_catches_up(
-    tmp_path: Path, dns: DNSServer, pg_url: str
-) -> None:
+def _uploading_config(tmp_path: Path, dns: DNSServer, pg_url: str, upload: str) -> tuple[Path, str]:
+    """A daemon config checking every second, with ``upload`` as its [upload] section,
+    and the token of its vantage registered at the collector's database."""
     from storage.records import Vantage
 
     with Store.open(pg_url) as store:
         _, token = Registry(store.database).add(Vantage("test-vantage", "PK", 64500))
-    collector = CollectorProcess(pg_url, tmp_path / "collector.log").start()
-    db = tmp_path / "probe.db"
     config = write_config(
-        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=db, interval="1s",
-        jitter="0.1s", metrics=False,
+        tmp_path / "c.toml", resolver=dns.spec, domains=["fast.test"], db=tmp_path / "probe.db",
+        interval="1s", jitter="0.1s", metrics=False,
     )  # fmt: skip
     with open(config, "a") as handle:
-        handle.write(f'[upload]\nurl = "{collector.url}"\n')
+        handle.write(f"[upload]\n{upload}\n")
+    return config, token
+
+
+def test_daemon_uploads_backs_off_and_catches_up(
+    tmp_path: Path, dns: DNSServer, pg_url: str
+) -> None:
+    collector = CollectorProcess(pg_url, tmp_path / "collector.log").start()
+    db = tmp_path / "probe.db"
+    config, token = _uploading_config(tmp_path, dns, pg_url, f'url = "{collector.url}"')
     env = {"REACHPROBE_UPLOAD_TOKEN": token}
     url = f"sqlite:///{db}"
     try:
@@ -73,6 +81,21 @@ def test_daemon_uploads_backs_off_and_catches_up(
     finally:
         collector.stop()
     assert token[5:] not in collector.output()
+
+
+def test_daemon_uploads_over_https_trusting_its_upload_ca_bundle(
+    tmp_path: Path, dns: DNSServer, pg_url: str, https_collector: HttpsCollector
+) -> None:
+    """``[upload] ca_bundle``: a collector whose certificate is from a CA of its own."""
+    served = https_collector.proc
+    upload = f'url = "{served.url}"\nca_bundle = "{https_collector.ca}"'
+    config, token = _uploading_config(tmp_path, dns, pg_url, upload)
+    with DaemonProcess(config, env={"REACHPROBE_UPLOAD_TOKEN": token}) as daemon:
+        daemon.wait_for(r"uploaded \d+ measurements to https://127\.0\.0\.1", timeout=30)
+        assert daemon.terminate() == 0
+        log = daemon.log
+    assert "Traceback" not in log and "certificate verify failed" not in log
+    assert count(pg_url) >= 1
 
 
 def test_the_daemons_upload_path_imports_no_web_stack() -> None:

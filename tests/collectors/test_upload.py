@@ -25,6 +25,7 @@ from storage.registry import Registry
 from storage.store import Store
 from tests.collectors import helpers as H
 from tests.collectors.collectorproc import CollectorProcess, probe, spawn
+from tests.collectors.conftest import HttpsCollector, own_ca_certificate
 from tests.storage.pgcluster import Unavailable, pg_ctl
 
 pytestmark = pytest.mark.postgres
@@ -293,14 +294,10 @@ def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
     tmp_path: Path, token: str, collector_db: str, workers: int
 ) -> None:
     import httpx
-    import trustme
 
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    chain, key, bundle = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(chain))
-    ca.cert_pem.write_to_path(str(bundle))
+    from collectors.upload import trust
+
+    chain, key, bundle = own_ca_certificate(tmp_path)
     tls = ("--tls-cert", str(chain), "--tls-key", str(key), "--workers", str(workers))
     served = CollectorProcess(collector_db, tmp_path / "tls.log", extra=tls).start()
     try:
@@ -309,7 +306,7 @@ def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
             answer = httpx.get(
                 served.url + "/api/v1/vantage",
                 headers={"Authorization": f"Bearer {token}"},
-                verify=str(bundle),
+                verify=trust(str(bundle)),
             )
             assert answer.status_code == 200 and answer.json()["name"] == "lahore-ptcl"
     finally:
@@ -318,6 +315,32 @@ def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
                 "--tls-key", str(chain))  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("probe: cannot load TLS certificate")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_upload_trusts_the_ca_bundle_it_is_given(
+    tmp_path: Path, https_collector: HttpsCollector, token: str, collector_db: str
+) -> None:
+    served, ca = https_collector.proc, https_collector.ca
+    url = probe_db(tmp_path, 5)
+    unknown = upload(url, served, token)  # the usual CAs do not know the collector's
+    assert unknown.returncode == 5, unknown.stderr
+    assert "certificate verify failed" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    for bundle, reason in (
+        (tmp_path / "missing.pem", "No such file or directory"),
+        (not_pem, "no certificate or crl found"),
+        (tmp_path, "Is a directory"),
+    ):
+        bad = upload(url, served, token, "--ca-bundle", str(bundle))
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr == f"probe: cannot read CA bundle {bundle}: {reason}\n"
+    assert count(collector_db) == 0 and count(url, "uploads") == 0
+    done = upload(url, served, token, "--ca-bundle", str(ca))
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 5 measurement(s) of vantage lahore-ptcl: 5 new" in done.stdout
+    assert_consistent(url, collector_db, 5)
 
 
 def _workers(collector: CollectorProcess, expected: int, timeout: float = 30) -> set[int]:

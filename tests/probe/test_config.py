@@ -136,6 +136,8 @@ def test_semantic_errors() -> None:
     assert resolver.startswith("c.toml:14: key 'checks.resolver': invalid resolver")
     listen = _error(MINIMAL + '[metrics]\nlisten = "9816"\n')
     assert listen.startswith("c.toml:14: key 'metrics.listen': expected HOST:PORT")
+    ca = _error(MINIMAL + '[upload]\nca_bundle = "/nonexistent/ca.pem"\n')
+    assert ca.startswith("c.toml:14: key 'upload.ca_bundle': no such file: /nonexistent/ca.pem")
     assert "required" in _error(MINIMAL.replace('name = "pi-lahore"\n', ""))
 
 
