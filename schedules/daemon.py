@@ -117,14 +117,15 @@ def health_problem(config: Config, now: dt.datetime | None = None) -> str | None
     check timeout and a minute of slack (a stuck loop or scheduler).  Reads
     only the lock and the state file, so a health check costs little CPU.
     """
+    state = st.StateFile(state_path(config)).load()
     if not is_running(config):
-        return "the daemon is not running"
+        dead = f": {state.unclean_stop()}" if state.stop_unrecorded else ""
+        return f"the daemon is not running{dead}"
     now = now or jobs.utcnow()
     schedule = config.schedule
     slack = dt.timedelta(seconds=schedule.jitter_s + config.checks.timeout_s + 60)
     from probe.config import resolve_targets
 
-    state = st.StateFile(state_path(config)).load()
     configured = {t.domain for t in resolve_targets(config)}
     for domain, target in sorted(state.targets.items()):
         if domain in configured and target.next_run is not None and target.next_run + slack < now:

@@ -67,6 +67,20 @@ class DaemonState:
     upload_last_error: str | None = None  # why the last attempt failed (None: it worked)
     targets: dict[str, TargetState] = field(default_factory=dict)
 
+    @property
+    def stop_unrecorded(self) -> bool:
+        """A daemon started and never recorded its stop.  When no daemon holds the
+        state lock, that one died uncleanly: killed (SIGKILL, out of memory), crashed
+        or lost power."""
+        return self.pid is not None and self.stopped_at is None
+
+    def unclean_stop(self) -> str:
+        """Says so, for ``probe status`` and its health check."""
+        return (
+            f"it stopped uncleanly (pid {self.pid} ended without recording a stop: "
+            "killed, crashed or a power cut)"
+        )
+
 
 class StateFile:
     """Load and atomically rewrite the state; all writes come from one thread."""

@@ -152,6 +152,11 @@ def status(
     line = "running" if daemon["running"] else "not running"
     if daemon["running"] and daemon["started_at"]:
         line += f" since {daemon['started_at']} (pid {daemon['pid']})"
+    elif daemon["stopped_uncleanly"]:
+        line += f": {daemon['stopped_uncleanly']}; it had started {daemon['started_at']}"
+        if daemon["cut_short"]:
+            cut = ", ".join(daemon["cut_short"])
+            line += f"; check(s) cut short, re-run at the next start: {cut}"
     elif daemon["stopped_at"]:
         line += f", stopped {daemon['stopped_at']}"
     typer.echo(f"daemon: {line}; state {daemon['state_file']}")
@@ -169,6 +174,8 @@ def status(
         last_run = t["last_outcome"] or "-"
         if t["last_outcome"] == "failed" and t["last_error"]:
             last_run = f"failed: {t['last_error']}"
+        if t["domain"] in daemon["cut_short"]:
+            last_run = "cut short (the daemon died mid-check)"
         rows.append(
             (
                 t["domain"],
@@ -220,6 +227,8 @@ def _status(config: Config) -> dict[str, Any]:
             )
         upload = _upload_status(config, store, state) if config.upload.url else None
     running = is_running(config)
+    died = not running and state.stop_unrecorded
+    cut_short = sorted(d for d, t in state.targets.items() if t.unfinished) if died else []
     return {
         "upload": upload,
         "daemon": {
@@ -227,6 +236,8 @@ def _status(config: Config) -> dict[str, Any]:
             "pid": state.pid if running else None,
             "started_at": when(state.started_at),
             "stopped_at": when(state.stopped_at),
+            "stopped_uncleanly": state.unclean_stop() if died else None,
+            "cut_short": cut_short,
             "state_file": str(path),
         },
         "targets": targets,

@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 import json
 import random
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from probe.config import load_config
 from schedules.daemon import JOB_DEFAULTS, health_problem, make_trigger, resume_time
 from schedules.state import TargetState
+from tests.collectors.collectorproc import probe
 from tests.probe.checks.dnsserver import SILENT, DNSServer, answer, serve_in_thread
 from tests.schedules.daemonproc import DaemonProcess, integrity, measurements, write_config
 from tests.schedules.test_metrics import descriptors, hold_idle_connections
@@ -179,13 +181,28 @@ def test_kill_9_mid_run_leaves_the_database_intact(tmp_path: Path, dns: DNSServe
     )
     with DaemonProcess(config) as daemon:
         daemon.wait_for(r"fast\.test: offline .*measurement", count=3)
-        daemon.kill()
+        daemon.kill()  # SIGKILL
+        killed = daemon.proc.pid
     assert integrity(db) == "ok"
     before = len(measurements(db))
     assert before >= 3
     state = _state(db)
     assert state["pid"] is not None and state["stopped_at"] is None  # it never stopped
     assert state["targets"]["slow.test"]["last_finished"] is None  # killed mid-check
+    # probe status says so plainly, and which check it cut short.
+    said = probe("status", "--config", str(config))
+    line = said.stdout.splitlines()[0]
+    assert line.startswith(
+        f"daemon: not running: it stopped uncleanly (pid {killed} ended without recording a "
+        "stop: killed, crashed or a power cut); it had started 20"
+    ), said.stdout + said.stderr
+    assert "; check(s) cut short, re-run at the next start: slow.test; state " in line
+    assert re.search(r"\nslow\.test .* cut short ", said.stdout), said.stdout
+    report = json.loads(probe("status", "--config", str(config), "--json").stdout)["daemon"]
+    assert report["running"] is False and report["cut_short"] == ["slow.test"]
+    assert report["stopped_uncleanly"].startswith(f"it stopped uncleanly (pid {killed} ")
+    unhealthy = str(health_problem(load_config(config, env={})))
+    assert unhealthy.startswith("the daemon is not running: it stopped uncleanly")
 
     with DaemonProcess(config) as daemon:
         daemon.wait_for(r"slow\.test: the check started .* never finished")
@@ -194,6 +211,8 @@ def test_kill_9_mid_run_leaves_the_database_intact(tmp_path: Path, dns: DNSServe
     assert integrity(db) == "ok"
     assert len(measurements(db)) > before
     assert _state(db)["targets"]["slow.test"]["interrupted"] >= 1
+    line = probe("status", "--config", str(config)).stdout.splitlines()[0]
+    assert line.startswith("daemon: not running, stopped 20") and "uncleanly" not in line
 
 
 def test_health_and_one_daemon_per_state(tmp_path: Path, dns: DNSServer) -> None:
