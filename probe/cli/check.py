@@ -314,12 +314,12 @@ class _Show:
     def result(self, obs: DomainObservations, verdict: Verdict) -> None:
         from probe.render import check_json, check_lines, check_table, redirect_host
         from probe.summary import Result
-        from probe.terminal import json_text
+        from probe.terminal import json_line
 
         if self.tally is not None:
             self.tally.add(verdict.status.value)
         if self.as_json:
-            print(json_text(check_json(obs, verdict)), flush=True)
+            print(json_line(check_json(obs, verdict)), flush=True)
             return
         if not self.results:
             self._header(obs.started_at)

@@ -8,7 +8,7 @@ import pytest
 
 from probe.classify import classify
 from probe.render import check_json, check_table
-from probe.terminal import json_text, printable, printable_lines
+from probe.terminal import json_line, json_text, printable, printable_lines
 from probe.verdict import Verdict
 from tests.probe import builders
 
@@ -48,10 +48,22 @@ def test_the_human_table_escapes_every_control_character(colour: bool) -> None:
 def test_json_output_is_valid_and_escaped() -> None:
     obs, verdict = hostile_measurement()
     record = check_json(obs, verdict)  # type: ignore[arg-type]
-    for text in (json_text(record), json_text(record, indent=2)):
+    for text in (json_text(record), json_text(record, indent=2), json_line(record)):
         assert not any(ch in text for ch in RAW)
         assert json.loads(text) == json.loads(json.dumps(record))  # the same data
     assert HOSTILE in json.loads(json_text(record))["blockpage"]
+    assert json.loads(json_line(record)) == json.loads(json_text(record))
+
+
+def test_json_line_is_json_text_without_spaces() -> None:
+    """``probe check --json``'s line (msgspec's encoder): the same values, one line,
+    every control escaped, DEL too."""
+    value = {"k": ["tab\there", "nl\n", 1.5, 1e-05, 2**40, None, True], "é": {"x": "a\x7fb"}}
+    assert json_line(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace(
+        "1e-05", "0.00001"
+    ).replace("\x7f", "\\u007f")
+    assert json.loads(json_line({"k": "\U000e0041\x85\u2028"})) == {"k": "\U000e0041\x85\u2028"}
+    assert "\u2028" not in json_line({"k": "\u2028"})
 
 
 def test_helpers() -> None:
