@@ -87,6 +87,7 @@ def upload(
     stopping: threading.Event | None = None,
     timeout: float = TIMEOUT,
     vantage: str | None = None,
+    resend: bool = False,
 ) -> UploadResult:
     """Upload the backlog for ``url``; raises UploadError (one line) when it stops.
 
@@ -97,6 +98,11 @@ def upload(
     ``stopping`` (set by a daemon shutting down) ends the upload after the
     batch in flight; the rest stays in the backlog.  ``ca_bundle``: CA
     certificates trusted besides the usual ones (a collector with a CA of its own).
+
+    ``resend`` first forgets what this collector confirmed (once the collector
+    has accepted the token), so everything of this vantage goes again: for a
+    collector rebuilt from scratch at the same URL.  Stopped midway, the rest
+    stays in the backlog for the next upload.
     """
     from storage.outbox import Outbox
 
@@ -123,6 +129,8 @@ def upload(
                 f" collector, or set [vantage] name = {name!r})"
             )
         outbox = Outbox(store.database, base, vantage=name)
+        if resend:
+            log.info("forgot %d confirmation(s) by %s: re-sending", outbox.forget(), base)
         total = outbox.backlog()
         sent = added = duplicates = 0
         if progress is not None:

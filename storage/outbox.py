@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, exists, func, literal, select, tuple_
+from sqlalchemy import Connection, and_, delete, exists, func, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -119,6 +119,22 @@ class Outbox:
 
         def run(conn: Connection) -> int:
             return len(conn.execute(statement, rows).all())
+
+        return self._db.write(run)
+
+    def forget(self) -> int:
+        """Forget which of this vantage's measurements the collector confirmed, so
+        all of them are the backlog again (a collector rebuilt from scratch at the
+        same URL); returns how many confirmations were dropped.  Only this
+        bookkeeping is deleted, never a measurement; re-sent ones the collector
+        still has are counted there as duplicates."""
+        mine = select(m.id).select_from(measurements.join(vantages))
+        if self.vantage is not None:
+            mine = mine.where(v.name == self.vantage)
+        statement = delete(uploads).where(u.collector == self.collector, u.measurement_id.in_(mine))
+
+        def run(conn: Connection) -> int:
+            return int(conn.execute(statement).rowcount)
 
         return self._db.write(run)
 

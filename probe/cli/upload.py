@@ -52,6 +52,14 @@ def upload(
             "own ($REACHPROBE_UPLOAD_CA_BUNDLE).",
         ),
     ] = None,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend",
+            help="Send everything of this vantage again, confirmed or not: for a collector "
+            "rebuilt from scratch at the same URL (what it still has counts as duplicates).",
+        ),
+    ] = False,
 ) -> None:
     """Upload every measurement the collector has not confirmed (never deletes any)."""
     from collectors.upload import upload as run
@@ -70,7 +78,7 @@ def upload(
         with Store.open(db, existing=True) as store:  # a mistyped --db: exit 4
             result = run(
                 store, collector, token, batch_size=batch, progress=progress, timeout=timeout,
-                ca_bundle=ca_bundle,
+                ca_bundle=ca_bundle, resend=resend,
             )  # fmt: skip
     finally:
         if shown:

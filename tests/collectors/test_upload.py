@@ -289,6 +289,46 @@ def test_two_collector_processes_on_one_database_store_a_batch_once(
     assert token[5:] not in other.output()
 
 
+def _rebuild_from_scratch(collector_db: str) -> str:
+    """Drop the collector's database and make it anew, empty, under the same name
+    (a collector rebuilt from scratch); the vantage registered again: its new token."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    url = make_url(collector_db)
+    conninfo = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{url.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{url.database}"')
+    with Store.open(collector_db) as store:
+        return Registry(store.database).add(H.PTCL)[1]
+
+
+def test_resend_fills_a_collector_rebuilt_at_the_same_url_once(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    url = probe_db(tmp_path, 40, others=2)
+    first = upload(url, collector, token, "--batch", "15")
+    assert first.returncode == 0 and "40 new" in first.stdout, first.stderr
+    collector.stop()
+    token = _rebuild_from_scratch(collector_db)
+    collector.start()  # the same URL, an empty database
+    assert count(collector_db) == 0
+    plain = upload(url, collector, token)  # the backlog is keyed by URL: nothing to send
+    assert plain.returncode == 0 and "uploaded 0 measurement(s)" in plain.stdout, plain.stderr
+    again = upload(url, collector, token, "--resend", "--batch", "15")
+    assert again.returncode == 0, again.stderr
+    assert "uploaded 40 measurement(s) of vantage lahore-ptcl: 40 new, 0 already" in again.stdout
+    assert_consistent(url, collector_db, 40)  # nothing lost
+    twice = upload(url, collector, token, "--resend")  # what it has: duplicates, not rows
+    assert twice.returncode == 0, twice.stderr
+    assert "uploaded 40 measurement(s) of vantage lahore-ptcl: 0 new, 40 already" in twice.stdout
+    assert_consistent(url, collector_db, 40)  # nothing twice
+    assert count(url) == 42 and count(url, "uploads") == 40
+    wrong = upload(url, collector, "rpv1_" + "x" * 43, "--resend")
+    assert wrong.returncode == 5 and count(url, "uploads") == 40  # a refused token forgets nothing
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_collector_serves_https_and_refuses_a_bad_key_in_one_line(
     tmp_path: Path, token: str, collector_db: str, workers: int

@@ -52,3 +52,19 @@ def test_upload_lines_are_the_jsonl_records(db_url: str) -> None:
         older = {item.row.id: encode(item) for item in store.iter_full()}  # from_dict, to_dict
         assert older != expected and older[items[0].row.id]["observations"]["notes"] == []
         assert _lines(store) == older
+
+
+def test_forget_makes_only_this_vantages_confirmations_by_this_collector_the_backlog(
+    db_url: str,
+) -> None:
+    with Store.open(db_url) as store:
+        store.import_measurements(H.batch(4, H.PTCL) + H.batch(3, H.JAZZ))
+        mine = Outbox(store.database, "https://c.example/", H.PTCL.name)
+        theirs = Outbox(store.database, "https://c.example", H.JAZZ.name)
+        elsewhere = Outbox(store.database, "https://other.example", H.PTCL.name)
+        for outbox in (mine, theirs, elsewhere):
+            outbox.confirm(o.id for batch in outbox.batches(10) for o in batch)
+        assert (mine.backlog(), theirs.backlog(), elsewhere.backlog()) == (0, 0, 0)
+        assert mine.forget() == 4
+        assert (mine.backlog(), theirs.backlog(), elsewhere.backlog()) == (4, 0, 0)
+        assert mine.forget() == 0 and len(list(store.iter_full())) == 7  # nothing else deleted
