@@ -29,6 +29,7 @@ from typing import Any
 import h11
 
 from probe import netaddr
+from probe.checks import httpwire
 from probe.checks.decode import BodyDecoder
 from probe.checks.errors import failure_from_exception, forget_traceback
 from probe.checks.tcp import Connection, open_connection
@@ -56,6 +57,7 @@ HEAD_LIMIT = 256 * 1024
 """Bytes a server may send before its final response head ends (informational
 responses included): a 1xx flood must not keep the check busy until the deadline."""
 MAX_INTERIM = 16  # informational (1xx) responses accepted before the final one
+_FAST_METHODS = frozenset({"GET", "POST"})  # others frame a response's body otherwise (HEAD)
 HTTP_ALPN = ("http/1.1",)  # what a connection this module dials offers: it speaks HTTP/1.1 only
 
 ContextSource = ssl.SSLContext | Callable[[], ssl.SSLContext]
@@ -312,24 +314,35 @@ def _headers(host: str) -> list[tuple[str, str]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _request_head(method: str, target: str, headers: tuple[tuple[str, str], ...]) -> h11.Request:
-    """A request head as an h11 event, made once: h11 checks every header with a
-    regular expression, and a domain asks the same two heads seven times (an
-    event is immutable, so sharing it is safe)."""
-    return h11.Request(method=method, target=target, headers=list(headers))
+def _request_head(
+    method: str, target: str, headers: tuple[tuple[str, str], ...]
+) -> tuple[h11.Request, bytes]:
+    """A request head as an h11 event and the bytes h11 writes for it, made once:
+    h11 checks every header with a regular expression, and a domain asks the
+    same two heads seven times (an event is immutable, so sharing it is safe)."""
+    event = h11.Request(method=method, target=target, headers=list(headers))
+    return event, h11.Connection(h11.CLIENT).send(event) or b""
 
 
 class Exchange:
-    """One HTTP/1.1 request and response on a connection; h11 does the parsing.
+    """One HTTP/1.1 request and response on a connection.
 
+    A response of the common shape is read by :mod:`probe.checks.httpwire`;
+    any other is given, from its first byte, to h11, made only then (a request
+    with a body goes through h11 from the start, which checks its length).
     The response head is bounded (:data:`MAX_INTERIM` informational responses,
     :data:`HEAD_LIMIT` bytes); DoH uses it too, for the same limits."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.parser: h11.Connection | None = None
         self.received = 0
         self.closed = False  # the peer closed its side (an empty read)
+        self._request: h11.Request | None = None
+        self._fast = False  # the response is read by httpwire, not h11
+        self._rest = b""  # body bytes read with the head (fast path)
+        self._length: int | None = None  # the body's Content-Length (fast path)
+        self._remaining: int | None = None  # of it still to come; None: until the close
 
     async def request(
         self,
@@ -340,57 +353,113 @@ class Exchange:
         body: bytes = b"",
     ) -> float:
         """Send the request (``body`` needs its Content-Length header); the time it was sent."""
-        data = self.parser.send(_request_head(method, target, tuple(headers)))
+        self._request, data = _request_head(method, target, tuple(headers))
+        self._fast = method in _FAST_METHODS
         if body:
-            data += self.parser.send(h11.Data(data=body))
-        self.conn.writer.write(data + self.parser.send(h11.EndOfMessage()))
+            self.parser = parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+            data = b"".join(
+                parser.send(event)
+                for event in (self._request, h11.Data(data=body), h11.EndOfMessage())
+            )
+        self.conn.writer.write(data)
         await self.conn.writer.drain()
         return time.monotonic()
+
+    def _h11(self) -> h11.Connection:
+        """h11, told of the request already written (its bytes are not sent again)."""
+        parser = self.parser
+        if parser is None:
+            assert self._request is not None, "no request sent"
+            self.parser = parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+            parser.send(self._request)
+            parser.send(h11.EndOfMessage())
+        return parser
 
     async def response(self) -> _Reply:
         """The final response head, past at most :data:`MAX_INTERIM` informational
         ones and :data:`HEAD_LIMIT` bytes."""
+        data = await self._read(head=True)
+        head = httpwire.read_head(data) if self._fast else None
+        if head is not None:
+            self._rest = data[head.end :]
+            self._length = self._remaining = head.length
+            return _Reply(self, head.status, head.headers)
+        self._fast = False
+        self._h11().receive_data(data)  # not the common shape: h11 reads it all
         for _ in range(MAX_INTERIM + 1):
             event = await self.next_event(head=True)
             if isinstance(event, h11.Response):
-                return _Reply(self, event)
+                headers = [(name.decode("ascii"), _text(value)) for name, value in event.headers]
+                return _Reply(self, event.status_code, headers)
             if not isinstance(event, h11.InformationalResponse):  # ConnectionClosed
                 raise EOFError("server closed the connection without sending a response")
         raise h11.RemoteProtocolError(f"more than {MAX_INTERIM} informational responses")
 
+    async def _read(self, *, head: bool = False) -> bytes:
+        data = await self.conn.reader.read(READ_SIZE)
+        self.closed = not data
+        self.received += len(data)
+        if head and self.received > HEAD_LIMIT:
+            raise h11.RemoteProtocolError(f"response head not complete after {self.received} bytes")
+        return data
+
     async def next_event(self, *, head: bool = False) -> Any:
-        """The next HTTP event, reading as needed.
+        """The next HTTP event from h11, reading as needed.
 
         A peer that closes mid-message is an ``EOFError`` (Failure.EOF), whatever
         h11 calls it; anything else malformed stays an ``h11.RemoteProtocolError``.
         """
+        parser = self._h11()
         while True:
             try:
-                event = self.parser.next_event()
+                event = parser.next_event()
             except h11.RemoteProtocolError as exc:
                 if self.closed:
                     raise EOFError(str(exc)) from exc
                 raise
             if event is not h11.NEED_DATA:
                 return event
-            data = await self.conn.reader.read(READ_SIZE)
-            self.closed = not data
-            self.received += len(data)
-            if head and self.received > HEAD_LIMIT:
-                raise h11.RemoteProtocolError(
-                    f"response head not complete after {self.received} bytes"
+            parser.receive_data(await self._read(head=head))
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as received; None once the message ended.
+        The fast path gives the pieces h11 would: what came with the head, then
+        each read, up to the Content-Length (or to the close without one)."""
+        if not self._fast:
+            while True:
+                event = await self.next_event()
+                if isinstance(event, h11.Data):
+                    return bytes(event.data)
+                if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    return None
+        remaining = self._remaining
+        if remaining == 0 or (self.closed and remaining is None):
+            return None
+        data, self._rest = self._rest, b""
+        if not data:
+            data = await self._read()
+            if not data:
+                if remaining is None:
+                    return None
+                length = self._length or 0
+                raise EOFError(  # h11's words, as next_event turns them into EOFError
+                    "peer closed connection without sending complete message body "
+                    f"(received {length - remaining} bytes, expected {length})"
                 )
-            self.parser.receive_data(data)
+        if remaining is not None:
+            data = data[:remaining]  # bytes after the body are not the body
+            self._remaining = remaining - len(data)
+        return data
 
 
 class _Reply:
     """A response whose head was read; the body is read on demand."""
 
-    def __init__(self, exchange: Exchange, head: h11.Response) -> None:
+    def __init__(self, exchange: Exchange, status: int, headers: list[tuple[str, str]]) -> None:
         self._exchange = exchange
         self.connection = exchange.conn
-        self.status = head.status_code
-        self.headers = [(name.decode("ascii"), _text(value)) for name, value in head.headers]
+        self.status = status
+        self.headers = headers
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (a lowercase name)."""
@@ -401,12 +470,7 @@ class _Reply:
         the message ended.  A plain coroutine rather than an async generator: the
         loop registers every async generator it starts (a weak set, in Python),
         and a list run reads a few bodies per domain."""
-        while True:
-            event = await self._exchange.next_event()
-            if isinstance(event, h11.Data):
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return None
+        return await self._exchange.next_chunk()
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as received (still content-coded), until the message ends."""

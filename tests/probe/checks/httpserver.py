@@ -18,7 +18,7 @@ Behaviours (query parameters in brackets):
 * ``/gzip`` [size, title]: the same page, gzip-encoded.
 * ``/redirect`` [to, status]: a redirect to ``to`` (absolute or relative).
 * ``/loop``: redirects to itself forever.
-* ``/endless``: a chunked body that never ends.
+* ``/endless``: a body that never ends (``framing=chunked``, ``length`` or ``close``).
 * ``/trickle`` [interval]: headers, then one body byte per ``interval`` seconds.
 * ``/slow`` [size, rate, delay]: ``size`` bytes at ``rate`` bytes/s after ``delay`` s.
 * ``/hang``: reads the request and never answers.
@@ -265,10 +265,18 @@ class HTTPTestServer:
         self._respond(conn, 302, b"", [("Location", "/loop")])
 
     def _do_endless(self, conn: socket.socket, query: dict[str, str]) -> None:
-        conn.sendall(
-            self._head(200, [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")])
-        )
-        chunk = b"4000\r\n" + b"y" * 0x4000 + b"\r\n"
+        """A body that never ends: chunked (``framing=chunked``), announced as a
+        petabyte (``length``) or delimited by a close that never comes (``close``)."""
+        framing = query.get("framing", "chunked")
+        headers = [("Content-Type", "text/html")]
+        if framing == "chunked":
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif framing == "length":
+            headers.append(("Content-Length", str(1 << 50)))
+        conn.sendall(self._head(200, headers))
+        chunk = b"y" * 0x4000
+        if framing == "chunked":
+            chunk = b"4000\r\n" + chunk + b"\r\n"
         while not self._stop.is_set():
             conn.sendall(chunk)
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
+from probe.checks import httpwire
 from probe.checks.http import (
     MAX_HEADER_VALUE,
     MAX_HEADERS,
@@ -60,6 +61,22 @@ def tls(ca: trustme.CA) -> Iterator[HTTPTestServer]:
 @pytest.fixture
 def ports(plain: HTTPTestServer, tls: HTTPTestServer) -> dict[str, int]:
     return {"http": plain.port, "https": tls.port}
+
+
+@pytest.fixture
+def fast_heads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per response head the fast reader read (rather than h11)."""
+    read: list[int] = []
+    real = httpwire.read_head
+
+    def counted(data: bytes) -> httpwire.Head | None:
+        head = real(data)
+        if head is not None:
+            read.append(1)
+        return head
+
+    monkeypatch.setattr(httpwire, "read_head", counted)
+    return read
 
 
 def run(url: str, *, timeout: float = 3.0, **kwargs: Any) -> HTTPObservation:
@@ -299,18 +316,22 @@ def test_read_cap_truncates_without_failure(ports: dict[str, int]) -> None:
     assert obs.body_sha256 == hashlib.sha256(HTTPTestServer.page(50000)[:10000]).hexdigest()
 
 
-def test_endless_body_memory_bounded(ports: dict[str, int]) -> None:
+@pytest.mark.parametrize(("framing", "fast"), [("chunked", 0), ("length", 1), ("close", 1)])
+def test_endless_body_memory_bounded(
+    framing: str, fast: int, ports: dict[str, int], fast_heads: list[int]
+) -> None:
     cap = 1024 * 1024
     gc.collect()
     tracemalloc.start()
     try:
-        obs = run("http://example.test/endless", ports=ports, read_cap=cap)
+        obs = run(f"http://example.test/endless?framing={framing}", ports=ports, read_cap=cap)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert obs.ok and obs.status == 200
     assert obs.body_truncated and obs.body_length == cap
     assert peak < 8 * cap
+    assert fast_heads == [1] * fast  # chunked bodies are h11's, the others the fast reader's
 
 
 def test_slow_body_timings(ports: dict[str, int]) -> None:
@@ -346,11 +367,14 @@ def test_many_headers_are_capped(ports: dict[str, int]) -> None:
 # -------------------------------------------------------------- misbehaviour
 
 
-def test_trickle_times_out_keeping_partial_body(ports: dict[str, int]) -> None:
+def test_trickle_times_out_keeping_partial_body(
+    ports: dict[str, int], fast_heads: list[int]
+) -> None:
     obs = run("http://example.test/trickle?interval=0.2", ports=ports, timeout=1.2)
     assert obs.failure is Failure.TIMEOUT and obs.status == 200
     assert obs.body_truncated and 3 <= obs.body_length <= 8
     assert obs.body.startswith("zzz") and obs.body_ms is not None and obs.body_ms > 500
+    assert fast_heads == [1]  # read by the fast reader (its head came in one piece)
 
 
 def test_hang_before_headers(ports: dict[str, int]) -> None:
@@ -377,10 +401,13 @@ def test_reset(scheme: str, ca: trustme.CA, ports: dict[str, int]) -> None:
 @pytest.mark.parametrize(
     ("how", "failure"), [("rst", Failure.CONNECTION_RESET), ("close", Failure.EOF)]
 )
-def test_body_cut_keeps_partial_body(how: str, failure: Failure, ports: dict[str, int]) -> None:
+def test_body_cut_keeps_partial_body(
+    how: str, failure: Failure, ports: dict[str, int], fast_heads: list[int]
+) -> None:
     obs = run(f"http://example.test/cut?sent=20000&how={how}", ports=ports)
     assert obs.failure is failure and obs.status == 200 and obs.title == "Cut"
     assert obs.body_truncated and obs.body_length == 20000
+    assert fast_heads == [1]
 
 
 def test_headers_too_large_is_protocol_error(ports: dict[str, int]) -> None:
