@@ -168,18 +168,37 @@ _TIMES = {"last_started", "last_finished", "next_run", "started_at", "stopped_at
 _TIMES |= {"retention_last_run", "upload_last_attempt", "upload_last_success"}
 
 
-def _fields(cls: type[Any], data: dict[str, Any]) -> dict[str, Any]:
+_COUNTS = {"pid", "runs", "interrupted", "failed"}
+
+
+def _fields(cls: type[Any], data: Any) -> dict[str, Any]:
+    """The fields of ``cls`` in ``data``, each of its type: a file edited by hand
+    or by another program is refused as a whole (ValueError), never half-read
+    into a state the daemon or ``probe status`` then trips over."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in names and key != "targets":
-            out[key] = parse_rfc3339(value) if key in _TIMES and value is not None else value
+        if key not in names or key == "targets":
+            continue
+        if value is None and key not in _COUNTS - {"pid"}:
+            pass  # not set (a count always is)
+        elif key in _COUNTS:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{key!r} is not a number")
+        elif not isinstance(value, str):
+            raise ValueError(f"{key!r} is not a string")
+        elif key in _TIMES:
+            value = parse_rfc3339(value)
+        out[key] = value
     return out
 
 
-def _decode(data: dict[str, Any]) -> DaemonState:
-    targets = {
-        domain: TargetState(**_fields(TargetState, raw))
-        for domain, raw in dict(data.get("targets", {})).items()
-    }
-    return DaemonState(**_fields(DaemonState, data), targets=targets)
+def _decode(data: Any) -> DaemonState:
+    state = _fields(DaemonState, data)
+    targets = data.get("targets", {})
+    if not isinstance(targets, dict):
+        raise ValueError("'targets' is not a JSON object")
+    decoded = {domain: TargetState(**_fields(TargetState, raw)) for domain, raw in targets.items()}
+    return DaemonState(**state, targets=decoded)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from schedules.state import INTERRUPTED, StateFile, TargetState
+from schedules.state import INTERRUPTED, DaemonState, StateFile, TargetState
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -34,7 +34,20 @@ def test_unfinished() -> None:
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", '{"targets": {"a": {"runs": 1, "next_run": "soon"}}}']
+    "content",
+    [
+        "{not json",
+        '{"targets": {"a": {"runs": 1, "next_run": "soon"}}}',
+        # valid JSON of the wrong shape (a hand edit, another program): refused whole
+        "[]",
+        '{"targets": [["a", {}]]}',
+        '{"targets": {"a": []}}',
+        '{"pid": "x"}',
+        '{"started_at": 5}',
+        '{"targets": {"a": {"runs": "1"}}}',
+        '{"targets": {"a": {"runs": null}}}',
+        '{"targets": {"a": {"last_error": true}}}',
+    ],
 )
 def test_unreadable_state_is_logged_and_ignored(
     tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
@@ -43,5 +56,5 @@ def test_unreadable_state_is_logged_and_ignored(
     path.write_text(content)
     with caplog.at_level(logging.WARNING):
         state = StateFile(path).load()
-    assert state.targets == {}
+    assert state == DaemonState()
     assert "ignoring unreadable daemon state" in caplog.text
