@@ -217,6 +217,12 @@ def _request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> htt
     status = response.status_code
     if status < 300:
         return response
+    location = response.headers.get("location")
+    if status < 400 and location:  # never followed: the token would go along
+        raise Refused(
+            f"collector at {base} redirects to {_printable(location)} ({status}); if that is "
+            "the collector, give its URL (an upload never follows a redirect)"
+        )
     reason = _error_text(response)
     if status in (401, 403):
         raise Refused(f"collector at {base} refused the token ({status}: {reason})")
@@ -243,6 +249,11 @@ def _error_text(response: httpx.Response) -> str:
     text = data.get("error") if isinstance(data, dict) else None
     if not isinstance(text, str):
         text = response.reason_phrase or "no reason given"
+    return _printable(text)
+
+
+def _printable(text: str) -> str:
+    """Text from the collector, fit for one line of a terminal or a log."""
     return "".join(c if c.isprintable() else " " for c in text)[:300]
 
 
@@ -257,4 +268,7 @@ def _reason(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    text = text.splitlines()[0][:200]
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        text += " (a collector with a CA of its own: give it as --ca-bundle or [upload] ca_bundle)"
+    return text

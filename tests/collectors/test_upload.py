@@ -8,10 +8,12 @@ collector holds.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import shutil
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -364,7 +366,7 @@ def test_upload_trusts_the_ca_bundle_it_is_given(
     url = probe_db(tmp_path, 5)
     unknown = upload(url, served, token)  # the usual CAs do not know the collector's
     assert unknown.returncode == 5, unknown.stderr
-    assert "certificate verify failed" in unknown.stderr
+    assert "certificate verify failed" in unknown.stderr and "--ca-bundle" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("not a certificate\n")
@@ -381,6 +383,42 @@ def test_upload_trusts_the_ca_bundle_it_is_given(
     assert done.returncode == 0, done.stderr
     assert "uploaded 5 measurement(s) of vantage lahore-ptcl: 5 new" in done.stdout
     assert_consistent(url, collector_db, 5)
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """What answers at an http:// URL when the collector is behind HTTPS (nginx's
+    ``return 301 https://...``)."""
+
+    def do_GET(self) -> None:
+        self.send_response(301)
+        self.send_header("Location", f"https://collector.example{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_is_named_not_followed(tmp_path: Path) -> None:
+    """The token never follows a redirect; the one line says where it pointed."""
+    url = probe_db(tmp_path, 2)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        done = probe("upload", "--collector", f"http://127.0.0.1:{port}", "--token",
+                     "rpv1_" + "x" * 43, "--db", url)  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 5, done.stderr
+    assert done.stderr == (
+        f"probe: collector at http://127.0.0.1:{port} redirects to "
+        "https://collector.example/api/v1/vantage (301); if that is the collector, give its "
+        "URL (an upload never follows a redirect)\n"
+    )
+    assert count(url, "uploads") == 0
 
 
 def _workers(collector: CollectorProcess, expected: int, timeout: float = 30) -> set[int]:
