@@ -47,6 +47,12 @@ function where(v) {
   return [v.network, v.asn ? "AS" + v.asn : null, v.country].filter(Boolean).join(", ");
 }
 
+// A vantage registered with a name only has no network, ASN or country to show.
+function named(v) {
+  const place = where(v);
+  return place ? v.name + " (" + place + ")" : v.name;
+}
+
 function platformQuery(extra) {
   const params = new URLSearchParams(extra || {});
   if (state.platform) params.set("platform", state.platform);
@@ -79,7 +85,7 @@ function vantageCard(v, endpoints) {
   });
   return el("article", { class: "card", "data-vantage": v.name },
     el("h3", {}, v.name),
-    el("div", { class: "where" }, where(v) + " · last seen " + age(v.age_s)),
+    el("div", { class: "where" }, [where(v), "last seen " + age(v.age_s)].filter(Boolean).join(" · ")),
     el("table", {}, el("tbody", {}, ...rows)));
 }
 
@@ -91,7 +97,7 @@ async function loadLatest() {
   const box = document.getElementById("vantages");
   box.replaceChildren(...data.vantages.map((v) => vantageCard(v, data.endpoints)));
   document.getElementById("status").textContent = data.vantages.length
-    ? data.vantages.length + " vantages"
+    ? data.vantages.length + (data.vantages.length === 1 ? " vantage" : " vantages")
     : "No measurements uploaded yet.";
   const select = document.getElementById("vantage-select");
   const chosen = select.value;
@@ -232,7 +238,7 @@ async function loadSeries() {
   const data = await getJSON(API + "/series" + platformQuery({ vantage, period }));
   if (asked !== state.seriesAsked) return; // the choice changed while this was on its way
   const intermittent = data.endpoints.filter((e) => e.buckets.some((b) => bucketState(b.counts) === "intermittent"));
-  summary.textContent = data.vantage.name + " (" + where(data.vantage) + "), " + data.since + " to " +
+  summary.textContent = named(data.vantage) + ", " + data.since + " to " +
     data.until + ", buckets of " + Math.round(data.bucket_s / 60) + " min" +
     (intermittent.length ? "; intermittent: " + intermittent.map((e) => e.domain).join(", ") : "");
   drawTimeline(data);

@@ -263,3 +263,43 @@ def test_an_answer_for_an_older_choice_does_not_overwrite_the_newer(
         assert "buckets of 15 min" in page.inner_text("#time-summary")
         page.close()
         assert console.problems == []
+
+
+def _name_only(vantage: dict[str, Any]) -> None:
+    """A vantage as registered with a name only (`probe collector vantage add NAME`)."""
+    vantage.update(network=None, asn=None, country=None)
+
+
+def test_a_vantage_with_a_name_only_reads_without_empty_parts(
+    collector: CollectorProcess,
+) -> None:
+    """One vantage, registered without network, ASN or country: the collector's
+    answers are narrowed to that on their way to the page (as such a collector
+    would answer), and the page says "1 vantage", no "()" and no leading "·"."""
+
+    def narrowed(route: Any) -> None:
+        response = route.fetch()
+        data = response.json()
+        if "vantages" in data:  # /latest
+            data["vantages"] = [v for v in data["vantages"] if v["name"] == "karachi"]
+            _name_only(data["vantages"][0])
+        else:  # /series
+            _name_only(data["vantage"])
+        route.fulfill(response=response, json=data)
+
+    with chromium() as browser:
+        credentials = {"username": "reader", "password": PASSWORD}
+        page = browser.new_page(http_credentials=credentials)
+        console = Console()
+        console.attach(page)
+        page.route(lambda url: "/api/dashboard/v1/" in url, narrowed)
+        page.goto(collector.url + "/")
+        page.wait_for_selector("body[data-ready]", timeout=60_000)
+        assert page.inner_text("#status") == "1 vantage"
+        where = page.inner_text('article[data-vantage="karachi"] .where')
+        assert where.startswith("last seen "), where
+        _wait_text(page, "#time-summary", "buckets of")
+        summary = page.inner_text("#time-summary")
+        assert summary.startswith("karachi, ") and "()" not in summary, summary
+        page.close()
+        assert console.problems == []
