@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
+from probe.config import vantage_name
 from probe.errors import UsageError
 from probe.observations import DomainObservations, from_dict, to_dict
 from probe.verdict import Verdict
@@ -62,6 +63,10 @@ def decode(data: Any) -> StoredMeasurement:
         raise ValueError(f"missing field {exc}") from None
     except (TypeError, AttributeError) as exc:
         raise ValueError(f"malformed record ({exc})") from None
+    try:  # as a config or --vantage must: every table, CSV row and log line shows it
+        vantage_name(vantage.name)
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"vantage name {vantage.name!r}: {exc}") from None
     return StoredMeasurement(measurement_row(measurement_id, vantage, obs, verdict), obs, verdict)
 
 

@@ -56,3 +56,18 @@ def test_bad_lines_name_their_line_number() -> None:
     record["verdict"] = {"status": "blocked"}
     with pytest.raises(UsageError, match=r"<input>:1: malformed record .*'domain'"):
         list(read_jsonl([json.dumps(record)]))
+
+
+@pytest.mark.parametrize("name", ["a\nb", "evil\x1b[2J", "", " ", "x" * 101])
+def test_a_vantage_name_config_would_refuse_is_refused(name: str) -> None:
+    """Such a name would split the rows of `probe report`, CSV and logs: a file that
+    holds one is refused (naming its line) as a config or --vantage would be."""
+    exported = io.StringIO()
+    with Store.open("sqlite://") as store:
+        store.save(F.blocked_sni(), F.BLOCKED, F.VANTAGE)
+        write_jsonl(store.iter_full(), exported)
+    record = json.loads(exported.getvalue())
+    assert len(list(read_jsonl([json.dumps(record)]))) == 1
+    record["vantage"]["name"] = name
+    with pytest.raises(UsageError, match=r"<input>:1: vantage name .*: (holds a|must not|longer)"):
+        list(read_jsonl([json.dumps(record)]))
