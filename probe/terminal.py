@@ -44,6 +44,7 @@ def _json_escape(ch: str) -> str:
 # are trees we build, never cyclic, so the cycle check (a dict of every
 # container's id) is skipped.
 _LINE = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+_COMPACT = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
 
 def _plain_ascii(text: str) -> bool:
@@ -66,10 +67,15 @@ def json_line(value: Any) -> str:
     ~160 µs to build (pieces joined in Python objects), msgspec ~20 µs.  The
     same values (floats' shortest round-trip digits, ``1e-05`` spelt
     ``0.00001``); controls below 0x20 escaped as ``json`` does, the other
-    non-printable characters after it, the same way."""
+    non-printable characters after it, the same way.  A lone surrogate (a page
+    title in UTF-7 can decode to one) is no UTF-8, which msgspec refuses: such a
+    line is written by ``json``, which escapes it as ``\\udXXX``."""
     import msgspec.json
 
-    return _printable_json(msgspec.json.encode(value).decode("utf-8"))
+    try:
+        return _printable_json(msgspec.json.encode(value).decode("utf-8"))
+    except UnicodeEncodeError:
+        return _printable_json(_COMPACT.encode(value))
 
 
 def _printable_json(text: str) -> str:
