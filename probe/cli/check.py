@@ -261,11 +261,12 @@ def _run(targets: list[Target], options: CheckOptions, show: _Show) -> list[str]
                 sys.stderr.flush()
                 if not show.as_json:
                     sys.stderr.write("\r\x1b[K")
-            show.result(obs, verdict)
             if show.sink is not None:
-                # In a thread: a locked database may block for its busy timeout
-                # while other domains are being timed on this event loop.
+                # Stored before it is shown: a line that cannot be written must not
+                # lose the measurement.  In a thread: a locked database may block
+                # for its busy timeout while other domains are timed on this loop.
                 await asyncio.to_thread(show.sink.save, obs, verdict)
+            show.result(obs, verdict)
 
     try:
         eventloop.run(go())
