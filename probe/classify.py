@@ -42,6 +42,7 @@ from probe.observations import (
     HelperObservation,
     HTTPObservation,
     TLSObservation,
+    quick_init,
 )
 from probe.sites import same_site
 from probe.verdict import Method, Status, Trigger, Verdict
@@ -109,6 +110,7 @@ class Finding:
     fingerprint: Fingerprint | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class _DNSResult:
     findings: tuple[Finding, ...]
@@ -121,6 +123,7 @@ class _DNSResult:
     unresolved: bool = False  # the vantage resolver (working for others) gave no address
 
 
+@quick_init
 @dataclass(frozen=True)
 class _Outcome:
     """How far one endpoint got: ``ok`` (a usable response), ``fail`` (a

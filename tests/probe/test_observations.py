@@ -158,3 +158,53 @@ def test_reply_helpers() -> None:
         "u", "a", 443, "h", "h", 0, 1000, None, body_length=64 * 1024, body_ms=500.0
     ).throughput_bps
     assert throughput is not None and round(throughput) == 64 * 1024 * 8 * 2
+
+
+def test_quick_init_builds_the_same_frozen_records() -> None:
+    """The dict-writing ``__init__`` keeps dataclasses' signature, defaults and
+    frozenness; classes it cannot mirror keep their own ``__init__``."""
+    import pytest
+
+    from probe.observations import DNSQuery, TCPObservation, quick_init
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        a: int
+        b: str = "x"
+        c: tuple[int, ...] = ()
+
+    @quick_init
+    @dataclasses.dataclass(frozen=True)
+    class Quick:
+        a: int
+        b: str = "x"
+        c: tuple[int, ...] = ()
+
+    assert "_dict_" in Quick.__init__.__code__.co_varnames  # the quick one is in use
+    for quick, plain in (
+        (Quick(1), Plain(1)),
+        (Quick(1, "y"), Plain(1, "y")),
+        (Quick(c=(3,), a=2), Plain(c=(3,), a=2)),
+    ):
+        assert dataclasses.asdict(quick) == dataclasses.asdict(plain)
+        assert quick == Quick(**dataclasses.asdict(quick))
+        assert hash(quick) == hash(Quick(**dataclasses.asdict(quick)))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            quick.a = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Quick()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Quick(1, d=2)  # type: ignore[call-arg]
+    assert "_dict_" in TCPObservation.__init__.__code__.co_varnames
+    assert DNSQuery("r", "vantage", "q", "A", 0.0, 1.0, None).replies == ()
+
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError
+
+    init = Checked.__init__
+    assert quick_init(Checked).__init__ is init
