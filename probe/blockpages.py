@@ -87,13 +87,18 @@ def shipped_fingerprints() -> tuple[Fingerprint, ...]:
 def match_http(obs: HTTPObservation, fingerprints: Sequence[Fingerprint]) -> Fingerprint | None:
     """The first fingerprint found in the response's body or redirect locations."""
     body = obs.body.casefold()
-    locations = [loc.casefold() for loc in _locations(obs)]
+    locations: list[str] | None = None  # made only if a location pattern is not in the body
     for fp in fingerprints:
+        if fp.kind == "dns":
+            continue
         pattern = fp.pattern.casefold()
-        if fp.kind == "body" and pattern in body:
+        if pattern in body:  # a body pattern, or a location one written into the page
             return fp
-        if fp.kind == "location" and (pattern in body or any(pattern in x for x in locations)):
-            return fp
+        if fp.kind == "location":
+            if locations is None:
+                locations = [loc.casefold() for loc in _locations(obs)]
+            if any(pattern in x for x in locations):
+                return fp
     return None
 
 

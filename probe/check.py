@@ -115,8 +115,9 @@ class _Plan:
             tls.make_context, self.options.ca_bundle, verify=verify, alpn=http.HTTP_ALPN
         )
 
-    @property
+    @functools.cached_property
     def settings(self) -> CheckSettings:
+        """Made once per run (every domain's observations share it: it is frozen)."""
         o = self.options
         return CheckSettings(
             resolver=self.resolver.label,

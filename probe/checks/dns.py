@@ -397,6 +397,7 @@ async def _query_udp(
     transport: asyncio.DatagramTransport | None = None
     tcp_reply: DNSReply | Failure | None = None
     tcp_elapsed = 0.0
+    told: tuple[int, DNSQuery] | None = None  # (replies then, the query) given to ``answered``
 
     def settled() -> DNSQuery:
         """The query with the replies received so far (the first one settled)."""
@@ -432,11 +433,14 @@ async def _query_udp(
             tcp_reply = await _query_tcp(resolver, message, start, deadline - time.monotonic())
             tcp_elapsed = ms_since(start)
         if answered is not None:
-            answered(settled())
+            told = len(listener.replies), settled()
+            answered(told[1])
         await asyncio.sleep(max(0.0, listen_until - time.monotonic()))
     finally:
         if transport is not None:
             transport.close()
+    if told is not None and told[0] == len(listener.replies):
+        return told[1]  # nothing arrived in the window (the usual case): the same query
     return settled()
 
 
