@@ -243,6 +243,15 @@ def vantage_name(value: str) -> str:
     return name
 
 
+def network_name(value: str | None) -> str | None:
+    """``value`` stripped (None if empty), or ValueError: the ISP's name is shown
+    beside the vantage's in tables, log lines and the dashboard, which a line
+    break would split as it would a vantage name."""
+    if value is None or not value.strip():
+        return None
+    return vantage_name(value)
+
+
 def _text_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):  # from the environment
         return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -343,7 +352,7 @@ _SCHEMA: dict[str, dict[str, tuple[_Parser, str]]] = {
         "name": (lambda v: vantage_name(_required_text(v)), "name"),
         "country": (_country, "country"),
         "asn": (_asn, "asn"),
-        "network": (_text, "network"),
+        "network": (lambda v: network_name(_text(v)), "network"),
         "notes": (_text, "notes"),
     },
     "targets": {

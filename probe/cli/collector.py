@@ -105,9 +105,14 @@ def vantage_add(
     db: DbOption = None,
 ) -> None:
     """Register a vantage; its upload token is the last line of stdout (shown once)."""
+    from probe.config import network_name
     from storage.records import Vantage
     from storage.registry import Registry
 
+    try:
+        network = network_name(network)
+    except ValueError as e:
+        raise UsageError(f"--network {e}") from None
     if country is not None and (len(country) != 2 or not country.isalpha()):
         raise UsageError(f"--country must be a two-letter ISO code, not {country!r}")
     vantage = Vantage(name, country.upper() if country else None, asn, network, notes)

@@ -106,6 +106,16 @@ def test_a_vantage_name_that_would_split_rows_is_refused(name: str, reason: str)
     assert reason in from_env
 
 
+def test_a_network_name_that_would_split_rows_is_refused() -> None:
+    """The ISP's name is shown beside the vantage's, so it has the same rule."""
+    text = MINIMAL.replace('asn = "AS17557"', 'asn = "AS17557"\nnetwork = "PTCL\\nKarachi"')
+    assert _error(text) == (
+        "c.toml:5: key 'vantage.network': holds a line break, tab or other control character"
+    )
+    plain = MINIMAL.replace('asn = "AS17557"', 'asn = "AS17557"\nnetwork = " PTCL "')
+    assert parse_config(plain, "c.toml", env={}).vantage.network == "PTCL"
+
+
 def test_bad_value_names_key_and_line() -> None:
     text = MINIMAL.replace('interval = "30s"', 'interval = "half an hour"')
     message = _error(text)
@@ -202,6 +212,11 @@ def test_cli_init_then_check_then_bad_config(tmp_path: Path) -> None:
     ok = _probe("config", "check", "--config", str(written), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "7 targets" in ok.stdout and "x.com" in ok.stdout
+    one = tmp_path / "one.toml"
+    one.write_text(MINIMAL.replace('["a.example", "https://b.example/path"]', '["a.example"]'))
+    single = _probe("config", "check", "--config", str(one), cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    assert ": ok: 1 target (a.example), every 30 s" in single.stdout
 
     written.write_text(example_config().replace('interval = "15m"', 'interval = "soon"'))
     line = (

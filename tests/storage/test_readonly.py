@@ -268,6 +268,18 @@ def test_writing_commands_create_only_the_file_and_say_so(folder: Path) -> None:
     assert out.startswith("registered vantage lahore\n")
 
 
+def test_a_network_with_a_line_break_is_refused_before_the_database(folder: Path) -> None:
+    """The dashboard and `vantage list` show the ISP's name on the vantage's line."""
+    collector = folder / "collector.db"
+    add = ("collector", "vantage", "add", "lahore", "--db", str(collector))
+    code, out, err = probe(*add, "--network", "PTCL\nKarachi")
+    assert (code, out) == (2, ""), err
+    assert err == "probe: --network holds a line break, tab or other control character\n"
+    assert not collector.exists()
+    code, out, _ = probe(*add, "--network", "  PTCL ")
+    assert code == 0 and out.startswith("registered vantage lahore (PTCL)\n"), out
+
+
 def test_upload_with_a_mistyped_db_creates_nothing_and_exits_4(folder: Path) -> None:
     db = folder / "typo.db"
     code, out, err = probe(
