@@ -1,7 +1,12 @@
 """``probe upload``: send this probe's unconfirmed measurements to a collector.
 
+``-c FILE`` reads the collector, token, batch size, CA bundle and database
+from the daemon's config (``[upload]`` and ``[storage]``); options given on
+the command line win.
+
 Exit status: 0 every measurement of this vantage is confirmed by the
-collector; 2 bad usage (URL, empty token, unreadable CA bundle); 4 the local database failed;
+collector; 2 bad usage (URL, empty or missing token, unreadable CA bundle or
+config); 4 the local database failed;
 5 the collector is unreachable or busy, refused the token, or rejected a
 batch (the line says which).  Whatever was confirmed before a failure stays
 confirmed; running the command again continues from there.
@@ -14,7 +19,8 @@ from typing import Annotated
 
 import typer
 
-from probe.cli.data import DbOption
+from probe.cli.data import ConfigOption, DbOption
+from probe.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -23,23 +29,31 @@ def register(app: typer.Typer) -> None:
 
 def upload(
     collector: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--collector",
             envvar="REACHPROBE_UPLOAD_URL",
             metavar="URL",
-            help="The collector, e.g. https://collector.example.org ($REACHPROBE_UPLOAD_URL).",
+            help="The collector, e.g. https://collector.example.org ($REACHPROBE_UPLOAD_URL; "
+            "default: the config's [upload] url).",
         ),
-    ],
+    ] = None,
     token: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="REACHPROBE_UPLOAD_TOKEN",
-            help="This vantage's upload token ($REACHPROBE_UPLOAD_TOKEN keeps it out of `ps`).",
+            help="This vantage's upload token ($REACHPROBE_UPLOAD_TOKEN keeps it out of `ps`; "
+            "default: the config's [upload] token).",
         ),
-    ],
+    ] = None,
+    config: ConfigOption = None,
     db: DbOption = None,
-    batch: Annotated[int, typer.Option(min=1, max=5000, help="Measurements per request.")] = 500,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=5000, help="Measurements per request (default: the config's, else 500)."
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds any one network step may take.")
     ] = 30.0,
@@ -63,7 +77,21 @@ def upload(
 ) -> None:
     """Upload every measurement the collector has not confirmed (never deletes any)."""
     from collectors.upload import upload as run
+    from probe.config import UploadConfig, load_config
     from storage.store import Store
+
+    settings, stored_in = UploadConfig(), None
+    if config is not None:
+        loaded = load_config(config)  # a broken config: one line, exit 2
+        settings, stored_in = loaded.upload, loaded.storage.url
+    collector = collector or settings.url
+    token = token if token is not None else settings.token
+    if not collector:
+        raise UsageError("no collector: give --collector URL or [upload] url in the config (-c)")
+    if token is None:
+        raise UsageError("no upload token: give --token or [upload] token in the config (-c)")
+    db = db or stored_in
+    ca_bundle = ca_bundle or settings.ca_bundle
 
     tty = sys.stderr.isatty()
     shown = False
@@ -77,8 +105,8 @@ def upload(
     try:
         with Store.open(db, existing=True) as store:  # a mistyped --db: exit 4
             result = run(
-                store, collector, token, batch_size=batch, progress=progress, timeout=timeout,
-                ca_bundle=ca_bundle, resend=resend,
+                store, collector, token, batch_size=batch or settings.batch, progress=progress,
+                timeout=timeout, ca_bundle=ca_bundle, resend=resend,
             )  # fmt: skip
     finally:
         if shown:

@@ -306,6 +306,38 @@ def _rebuild_from_scratch(collector_db: str) -> str:
         return Registry(store.database).add(H.PTCL)[1]
 
 
+def test_upload_by_hand_reads_the_daemons_config(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """`probe upload -c FILE` sends to the config's collector with its token,
+    batch and database; what is given on the command line wins."""
+    url = probe_db(tmp_path, 30)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[vantage]\nname = "lahore-ptcl"\n[storage]\nurl = "{url}"\n'
+        f'[upload]\nurl = "{collector.url}"\ntoken = "{token}"\nbatch = 7\n'
+    )
+    done = probe("upload", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 30 measurement(s) of vantage lahore-ptcl: 30 new" in done.stdout
+    assert_consistent(url, collector_db, 30)
+    assert count(url, "uploads") == 30
+    wrong = probe("upload", "-c", str(config), "--token", "rpv1_" + "x" * 43, "--resend")
+    assert wrong.returncode == 5 and "token" in wrong.stderr  # the option won
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[vantage]\nname = "lahore-ptcl"\n')
+    missing = probe("upload", "-c", str(bare))
+    assert (missing.returncode, missing.stdout) == (2, ""), missing.stderr
+    assert missing.stderr == (
+        "probe: no collector: give --collector URL or [upload] url in the config (-c)\n"
+    )
+    nothing = probe("upload", "--collector", collector.url)
+    assert nothing.returncode == 2 and nothing.stderr.startswith("probe: no upload token")
+    broken = probe("upload", "-c", str(tmp_path / "none.toml"))
+    assert broken.returncode == 2 and "no such file" in broken.stderr
+    assert len(broken.stderr.splitlines()) == 1
+
+
 def test_resend_fills_a_collector_rebuilt_at_the_same_url_once(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:
