@@ -103,8 +103,9 @@ def config_check(
         return
     targets = resolve_targets(loaded)
     schedule = loaded.schedule
+    names = ", ".join(t.domain for t in targets)
     typer.echo(
-        f"{config}: ok: {len(targets)} targets ({', '.join(t.domain for t in targets)}), "
+        f"{config}: ok: {len(targets)} target{'' if len(targets) == 1 else 's'} ({names}), "
         f"every {schedule.interval_s:g} s + up to {schedule.jitter_s:g} s jitter, "
         f"metrics {'on ' + str(loaded.metrics.listen) if loaded.metrics.listen else 'off'}"
     )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from probe.cli.data import ConfigOption, DbOption, VantageOption
+from probe.cli.data import ConfigOption, DbOption, VantageOption, open_store
 from probe.errors import ExitStatus, StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -144,16 +144,17 @@ def traces(
     from probe.observations import rfc3339, to_dict
     from probe.terminal import json_text, printable
     from probe.trace.locate import locate
-    from storage import Store
     from storage.traces import iter_traces
     from storage.traces import relocate as relocate_all
 
-    with Store.open(db) as store:
+    shown = 0
+    with open_store(db, write=relocate) as store:  # reading: a mistyped --db creates nothing
         if relocate:
             read, changed = relocate_all(store, lambda obs: summary(locate(obs)))
             typer.echo(f"examined {read} traces; {changed} locations changed")
             return
         for item in iter_traces(store, domain):
+            shown += 1
             if jsonl:
                 line = {
                     "schema": "probe.trace.stored/1",
@@ -173,3 +174,5 @@ def traces(
                     f"{item.observation.domain}  {s.interference or 'no interference'}  {hop}"
                 )
             )
+    if not shown and not jsonl:
+        typer.echo(f"no traces stored{f' of {domain}' if domain else ''}", err=True)

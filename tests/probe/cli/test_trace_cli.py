@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,20 @@ def test_without_raw_sockets_one_line_and_exit_77() -> None:
     proc = probe("trace", "x.com", *SAFE, prefix=prefix)
     assert proc.returncode == 77, proc.stderr
     assert "needs raw sockets" in one_line(proc)
+
+
+def test_listing_no_traces_says_so_and_a_mistyped_db_creates_nothing(tmp_path: Path) -> None:
+    """`probe traces` on an empty database printed nothing at all; on a
+    mistyped --db it made an empty database there."""
+    typo = tmp_path / "typo.db"
+    missing = probe("traces", "--db", str(typo))
+    assert missing.returncode == 4 and "no database at" in one_line(missing)
+    assert not typo.exists()
+    db = tmp_path / "probe.db"
+    assert probe("db", "upgrade", "--db", str(db)).returncode == 0
+    empty = probe("traces", "--db", str(db))
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "no traces stored\n")
+    of = probe("traces", "--db", str(db), "--domain", "x.com")
+    assert (of.returncode, of.stderr) == (0, "no traces stored of x.com\n")
+    exported = probe("traces", "--db", str(db), "--jsonl")
+    assert (exported.returncode, exported.stdout, exported.stderr) == (0, "", "")
