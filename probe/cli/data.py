@@ -199,7 +199,7 @@ def reclassify(
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
     with open_store(db, write=True) as store:
         examined, changed = store.reclassify(classify, store.newest(f))
-    typer.echo(f"examined {examined} measurements; {changed} verdicts changed")
+    typer.echo(f"examined {examined} measurement(s); {changed} verdict(s) changed")
 
 
 def export_csv(

@@ -151,7 +151,7 @@ def traces(
     with open_store(db, write=relocate) as store:  # reading: a mistyped --db creates nothing
         if relocate:
             read, changed = relocate_all(store, lambda obs: summary(locate(obs)))
-            typer.echo(f"examined {read} traces; {changed} locations changed")
+            typer.echo(f"examined {read} trace(s); {changed} location(s) changed")
             return
         for item in iter_traces(store, domain):
             shown += 1

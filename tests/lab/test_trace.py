@@ -139,7 +139,7 @@ def test_trace_is_stored_exported_and_relocated(clean_lab: Lab, tmp_path: Path) 
     assert stored["censor_address"] == printed["censor_address"]
     assert stored["observation"]["domain"] == TARGET
     assert len(stored["observation"]["path"]) == len(printed["hops"])
-    assert probe("--relocate").strip() == "examined 1 traces; 0 locations changed"
+    assert probe("--relocate").strip() == "examined 1 trace(s); 0 location(s) changed"
     assert "tls.reset" in probe() and f"hop {CENSOR_HOP}" in probe()
 
 

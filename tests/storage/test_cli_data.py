@@ -150,7 +150,7 @@ def test_reclassify(capsys, monkeypatch, db) -> None:  # type: ignore[no-untyped
     fake.classify = lambda obs, fingerprints=None: verdict  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "probe.classify", fake)
     code, out, _ = run(capsys, monkeypatch, "reclassify", "--db", url, "--verdict", "blocked")
-    assert (code, out) == (0, "examined 1 measurements; 1 verdicts changed\n")
+    assert (code, out) == (0, "examined 1 measurement(s); 1 verdict(s) changed\n")
     with Store.open(url) as store:
         got = store.get(blocked)
     assert got is not None and got.verdict.status == Status.INCONCLUSIVE
