@@ -8,7 +8,9 @@ a documented exit status (see :class:`probe.errors.ExitStatus`).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 
 import typer
@@ -140,11 +142,30 @@ def main() -> None:
         fail("interrupted", ExitStatus.INTERRUPTED)
     except SystemExit:
         raise
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            _last_resort(exc)
+        _cannot_write(exc)
     except Exception as exc:  # the last line of defence: a bug, not a user error
         _last_resort(exc)
     if status == ExitStatus.INTERRUPTED:  # typer turns Ctrl-C into a silent exit status
         fail("interrupted", ExitStatus.INTERRUPTED)
     raise SystemExit(status if isinstance(status, int) else 0)
+
+
+# Errors only a write gives: the disk (or quota, or file size limit) is full.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _cannot_write(exc: OSError) -> None:
+    """A full disk under the output (``probe export csv > out.csv``) is one line
+    and exit 2, like any other output that cannot be written: not a bug."""
+    try:  # what stdout still holds would fail again, with a traceback, at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror}", ExitStatus.USAGE)
 
 
 def _last_resort(exc: Exception) -> None:

@@ -265,3 +265,28 @@ def test_limit_means_the_newest_in_listings_and_exports(  # type: ignore[no-unty
     assert [r["id"] for r in csv.DictReader(out.splitlines())] == newest
     _, out, _ = run(capsys, monkeypatch, "export", "csv", "--db", url, "--limit", "9")
     assert [r["id"] for r in csv.DictReader(out.splitlines())] == ids  # fewer than N: all
+
+
+def test_a_full_disk_under_the_output_is_one_line_not_a_bug(db) -> None:  # type: ignore[no-untyped-def]
+    """`probe export csv > out.csv` on a full disk said 'internal error ...; rerun
+    with -v and report it' (exit 70): a full disk is the user's to free, not a bug."""
+    import subprocess
+
+    url, _ = db
+    for args in (["export", "csv"], ["export", "jsonl"], ["measurements"], ["explain"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "probe",
+                    *args,
+                    *(["--db", url] if args != ["explain"] else []),
+                ],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr == "probe: cannot write the output: No space left on device\n", args
