@@ -374,6 +374,10 @@ def _output(path: Path | None) -> Iterator[TextIO]:
     import tempfile  # not at start-up: it pulls in random and hashlib
 
     check_output(path)
+    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written into, not replaced
+        with _written(path) as out:
+            yield out
+        return
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     except OSError as exc:
@@ -388,6 +392,16 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def _written(path: Path) -> Iterator[TextIO]:
+    """``path`` opened for writing as it is; what cannot be written is one line."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as out:
+            yield out
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def check_output(path: Path | None) -> None:

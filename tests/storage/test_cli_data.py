@@ -290,3 +290,45 @@ def test_a_full_disk_under_the_output_is_one_line_not_a_bug(db) -> None:  # type
             )
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr == "probe: cannot write the output: No space left on device\n", args
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_to_a_fifo_or_device_writes_into_it(db, tmp_path, fmt) -> None:  # type: ignore[no-untyped-def]
+    """`probe export csv -o /dev/stdout` (or a FIFO, or /dev/full) replaced the
+    device with a regular file when run as root, and said 'Permission denied'
+    otherwise: the temporary file it renames is for regular files only."""
+    import os
+    import stat
+    import subprocess
+
+    url, (blocked, _) = db
+    fifo = tmp_path / f"out.{fmt}"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader is there: open for write works
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "probe", "export", fmt, "--db", url, "-o", str(fifo)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+        assert blocked in os.read(reader, 1 << 16).decode()
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["probe.db", fifo.name])
+
+    full = tmp_path / "full"  # /dev/full's twin: without the fix, only this one is replaced
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", "export", fmt, "--db", url, "-o", str(full)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stat.S_ISCHR(full.lstat().st_mode)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"probe: cannot write {full}: No space left on device\n",
+    )
