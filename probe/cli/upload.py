@@ -14,6 +14,7 @@ confirmed; running the command again continues from there.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -82,7 +83,12 @@ def upload(
 
     settings, stored_in = UploadConfig(), None
     if config is not None:
-        loaded = load_config(config)  # a broken config: one line, exit 2
+        # A token given here is the config's too: a config that keeps its token out
+        # of the file (the daemon's from its unit's environment) is not refused.
+        env = dict(os.environ)
+        if token is not None and token.strip():
+            env["REACHPROBE_UPLOAD_TOKEN"] = token
+        loaded = load_config(config, env)  # a broken config: one line, exit 2
         settings, stored_in = loaded.upload, loaded.storage.url
     collector = collector or settings.url
     token = token if token is not None else settings.token

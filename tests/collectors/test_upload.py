@@ -338,6 +338,28 @@ def test_upload_by_hand_reads_the_daemons_config(
     assert len(broken.stderr.splitlines()) == 1
 
 
+def test_upload_by_hand_with_the_token_kept_out_of_the_config(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """The config keeps its token out of the file (``token = ""``, the daemon gets
+    it from REACHPROBE_UPLOAD_TOKEN in its unit) and the token is given by hand:
+    `probe upload -c FILE --token T` uploads (the option wins) instead of refusing
+    the config for a missing token."""
+    url = probe_db(tmp_path, 5)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[vantage]\nname = "lahore-ptcl"\n[storage]\nurl = "{url}"\n'
+        f'[upload]\nurl = "{collector.url}"\ntoken = ""\n'
+    )
+    done = probe("upload", "-c", str(config), "--token", token)
+    assert done.returncode == 0, done.stderr
+    assert "uploaded 5 measurement(s) of vantage lahore-ptcl: 5 new" in done.stdout
+    assert_consistent(url, collector_db, 5)
+    missing = probe("upload", "-c", str(config))  # no token anywhere: still one line, exit 2
+    assert missing.returncode == 2 and "upload.token" in missing.stderr, missing.stderr
+    assert len(missing.stderr.splitlines()) == 1
+
+
 def test_resend_fills_a_collector_rebuilt_at_the_same_url_once(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:
