@@ -2,7 +2,8 @@
 
 ``-c FILE`` reads the collector, token, batch size, CA bundle and database
 from the daemon's config (``[upload]`` and ``[storage]``); options given on
-the command line win.
+the command line win; a token registered under another name than the config's
+``[vantage] name`` is refused (exit 5), as the daemon refuses it.
 
 Exit status: 0 every measurement of this vantage is confirmed by the
 collector; 2 bad usage (URL, empty or missing token, unreadable CA bundle or
@@ -81,7 +82,7 @@ def upload(
     from probe.config import UploadConfig, load_config
     from storage.store import Store
 
-    settings, stored_in = UploadConfig(), None
+    settings, stored_in, name = UploadConfig(), None, None
     if config is not None:
         # A token given here is the config's too: a config that keeps its token out
         # of the file (the daemon's from its unit's environment) is not refused.
@@ -90,6 +91,7 @@ def upload(
             env["REACHPROBE_UPLOAD_TOKEN"] = token
         loaded = load_config(config, env)  # a broken config: one line, exit 2
         settings, stored_in = loaded.upload, loaded.storage.url
+        name = loaded.vantage.name  # a token of another vantage is refused, as the daemon does
     collector = collector or settings.url
     token = token if token is not None else settings.token
     if not collector:
@@ -112,7 +114,7 @@ def upload(
         with Store.open(db, existing=True) as store:  # a mistyped --db: exit 4
             result = run(
                 store, collector, token, batch_size=batch or settings.batch, progress=progress,
-                timeout=timeout, ca_bundle=ca_bundle, resend=resend,
+                timeout=timeout, ca_bundle=ca_bundle, resend=resend, vantage=name,
             )  # fmt: skip
     finally:
         if shown:

@@ -360,6 +360,27 @@ def test_upload_by_hand_with_the_token_kept_out_of_the_config(
     assert len(missing.stderr.splitlines()) == 1
 
 
+def test_upload_by_hand_refuses_a_token_of_another_vantage_than_the_configs(
+    tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
+) -> None:
+    """`probe upload -c FILE` (by hand, or from cron instead of the daemon) with a
+    token registered under another name than the config's [vantage] name is
+    refused in one line, exit 5, as the daemon refuses it: none of this probe's
+    measurements would ever be that token's, and an exit 0 every time would let
+    the backlog grow without a word."""
+    url = probe_db(tmp_path, 3, others=2)  # this probe measures as karachi-jazz
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[vantage]\nname = "karachi-jazz"\n[storage]\nurl = "{url}"\n'
+        f'[upload]\nurl = "{collector.url}"\ntoken = "{token}"\n'  # lahore-ptcl's
+    )
+    done = probe("upload", "-c", str(config))
+    assert done.returncode == 5, (done.stdout, done.stderr)
+    assert "'lahore-ptcl'" in done.stderr and "'karachi-jazz'" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
+    assert count(collector_db) == 0 and count(url, "uploads") == 0
+
+
 def test_resend_fills_a_collector_rebuilt_at_the_same_url_once(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:
