@@ -246,18 +246,24 @@ def _status(config: Config) -> dict[str, Any]:
 
 
 def _upload_status(config: Config, store: Store, state: DaemonState) -> dict[str, Any]:
-    """Backlog from the database; the last success from the daemon, else the database."""
+    """Backlog from the database; the last success the later of the daemon's and the
+    database's (`probe upload` by hand); the daemon's failure unless a success came after."""
     from probe.observations import rfc3339
     from storage.outbox import Outbox
 
     assert config.upload.url is not None
     outbox = Outbox(store.database, config.upload.url, vantage=config.vantage.name)
-    last = state.upload_last_success or outbox.last_upload()
+    successes = [t for t in (state.upload_last_success, outbox.last_upload()) if t is not None]
+    last = max(successes, default=None)
+    error = state.upload_last_error
+    attempt = state.upload_last_attempt
+    if last is not None and attempt is not None and attempt <= last:
+        error = None  # an upload after it worked
     return {
         "url": outbox.collector,
         "backlog": outbox.backlog(),
         "last_success": rfc3339(last) if last else None,
-        "last_error": state.upload_last_error,
+        "last_error": error,
     }
 
 

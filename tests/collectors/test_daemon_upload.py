@@ -83,6 +83,35 @@ def test_daemon_uploads_backs_off_and_catches_up(
     assert token[5:] not in collector.output()
 
 
+def test_status_after_a_manual_upload_no_longer_says_the_last_attempt_failed(
+    tmp_path: Path, dns: DNSServer, pg_url: str
+) -> None:
+    """The daemon's upload failed, then `probe upload -c` by hand sent everything:
+    `probe status` said 'last successful upload <the manual one>; last attempt failed:
+    cannot reach collector', the failure being older than that success."""
+    collector = CollectorProcess(pg_url, tmp_path / "collector.log").start()
+    config, token = _uploading_config(tmp_path, dns, pg_url, f'url = "{collector.url}"')
+    env = {"REACHPROBE_UPLOAD_TOKEN": token}
+    try:
+        with DaemonProcess(config, env=env) as daemon:
+            daemon.wait_for(r"uploaded \d+ measurements to http", timeout=30)
+            collector.kill()
+            daemon.wait_for(r"upload failed: cannot reach collector")
+            assert daemon.terminate() == 0
+        before = json.loads(probe("status", "--config", str(config), "--json", env=env).stdout)
+        assert "cannot reach collector" in before["upload"]["last_error"]
+        collector.start()  # same port
+        done = probe("upload", "-c", str(config), env=env)
+        assert done.returncode == 0, done.stderr
+        after = json.loads(probe("status", "--config", str(config), "--json", env=env).stdout)
+        text = probe("status", "--config", str(config), env=env).stdout
+    finally:
+        collector.stop()
+    assert after["upload"]["backlog"] == 0 and after["upload"]["last_error"] is None
+    assert after["upload"]["last_success"] > before["upload"]["last_success"]
+    assert "last attempt failed" not in text
+
+
 def test_daemon_uploads_over_https_trusting_its_upload_ca_bundle(
     tmp_path: Path, dns: DNSServer, pg_url: str, https_collector: HttpsCollector
 ) -> None:
