@@ -134,6 +134,7 @@ def main() -> None:
     _register()
     args = _hoist_verbose(sys.argv[1:])
     _only(_command_of(args))
+    stdout = sys.stdout
     try:
         status = app(args=args, prog_name="probe", standalone_mode=False)
     except ProbeError as exc:
@@ -141,9 +142,11 @@ def main() -> None:
     except KeyboardInterrupt:
         fail("interrupted", ExitStatus.INTERRUPTED)
     except SystemExit:
+        if _pacified(stdout):  # typer's answer to EPIPE: a silent exit 1, read as "blocked"
+            _cannot_write(OSError(errno.EPIPE, os.strerror(errno.EPIPE)))
         raise
     except OSError as exc:
-        if exc.errno not in _FULL:
+        if exc.errno not in _UNWRITABLE:
             _last_resort(exc)
         _cannot_write(exc)
     except Exception as exc:  # the last line of defence: a bug, not a user error
@@ -153,16 +156,26 @@ def main() -> None:
     raise SystemExit(status if isinstance(status, int) else 0)
 
 
-# Errors only a write gives: the disk (or quota, or file size limit) is full.
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# Errors only a write gives: the disk (or quota, or file size limit) is full, or
+# the reader went away (`probe check --json --list L | head -1`; Python ignores
+# SIGPIPE, so the write fails with EPIPE).
+_UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE})
+
+
+def _pacified(stdout: object) -> bool:
+    """Whether click swapped stdout for its wrapper that swallows flush errors:
+    it does so only when a write failed with EPIPE, then exits 1 without a word."""
+    return sys.stdout is not stdout and type(sys.stdout).__name__.endswith("PacifyFlushWrapper")
 
 
 def _cannot_write(exc: OSError) -> None:
-    """A full disk under the output (``probe export csv > out.csv``) is one line
-    and exit 2, like any other output that cannot be written: not a bug."""
+    """A full disk under the output (``probe export csv > out.csv``) or a pipe
+    whose reader left is one line and exit 2, like any other output that cannot
+    be written: not a bug.  A check's domains were stored before they were
+    printed, so what was measured is kept; the rest of a list is not checked."""
     try:  # what stdout still holds would fail again, with a traceback, at exit
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
     except (OSError, ValueError):
         pass
     fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror}", ExitStatus.USAGE)
