@@ -35,6 +35,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from probe.errors import ExitStatus, ProbeError, UsageError
+from probe.netaddr import endpoint_label
 
 log = logging.getLogger("collectors.server")
 
@@ -113,7 +114,8 @@ def serve(
     )
     host, port = sock.getsockname()[:2]
     scheme = "https" if tls_cert else "http"
-    log.info("collector listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
+    where = endpoint_label(host, port)  # [::1]:8500, a URL's
+    log.info("collector listening on %s://%s (pid %d)", scheme, where, os.getpid())
     # What start-up built lives as long as the process: out of the collector's
     # way, which decodes thousands of objects per upload.
     gc.freeze()

@@ -187,6 +187,7 @@ def serve(
     import uvicorn
 
     from probe.errors import UsageError
+    from probe.netaddr import endpoint_label
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -209,5 +210,6 @@ def serve(
         server_header=False,
     )
     scheme = "https" if tls_cert else "http"
-    log.info("helper listening on %s://%s:%d (pid %d)", scheme, host, port, os.getpid())
+    where = endpoint_label(host, port)  # [::1]:8080, a URL's
+    log.info("helper listening on %s://%s (pid %d)", scheme, where, os.getpid())
     _server_class()(config).run(sockets=[sock])

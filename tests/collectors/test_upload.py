@@ -113,6 +113,22 @@ def test_probe_upload_sends_the_backlog_once(
     assert "upload from vantage lahore-ptcl: 250 added" in collector.output()
 
 
+def test_a_collector_on_an_ipv6_address_names_a_url_probe_upload_takes(
+    tmp_path: Path, token: str, collector_db: str
+) -> None:
+    """`--listen [::1]:8500` logged 'collector listening on http://::1:8500': given to
+    `probe upload --collector`, that is refused as a bad URL."""
+    proc = CollectorProcess(collector_db, tmp_path / "collector.log", listen="[::1]:0").start()
+    try:
+        url = probe_db(tmp_path, 3)
+        done = upload(url, proc, token)
+    finally:
+        proc.stop()
+    assert done.returncode == 0, done.stderr
+    assert_consistent(url, collector_db, 3)
+    assert proc.url.startswith("http://[::1]:"), proc.url
+
+
 def test_upload_failures_are_one_line_and_exit_5(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:

@@ -97,3 +97,39 @@ def test_serves_a_probe_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert f"INFO probe.helper: helper listening on http://127.0.0.1:{port} (pid " in err
     requests = [line.split("probe.helper: ")[1] for line in err.splitlines() if " ms" in line]
     assert [r.split()[:2] for r in requests] == [["127.0.0.1", "401"], ["127.0.0.1", "200"]], err
+
+
+def test_on_an_ipv6_address_it_names_a_url_a_probe_can_use(tmp_path: Path) -> None:
+    """`--listen [::1]:PORT` logged 'helper listening on http://::1:PORT', which is no
+    URL: given to `probe check --helper` it is refused (a port that is not a number)."""
+    import re
+
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = int(s.getsockname()[1])
+    argv = [sys.executable, "-m", "probe", "helper", "serve", "--resolver", "127.0.0.1:9",
+            "--listen", f"[::1]:{port}"]  # fmt: skip
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        said = server.stderr.readline()
+        found = re.search(r"helper listening on (\S+) \(pid", said)
+        assert found, said
+        url = found.group(1)
+        deadline = time.monotonic() + 20  # said once bound; listening a moment later
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("::1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        with HTTPTestServer(root="/page") as site:
+            target = f"http://127.0.0.1:{site.port}/"
+            view = asyncio.run(
+                ask([url], target, [("127.0.0.1", site.port)], timeout=5, t0=time.monotonic())
+            )
+        assert view.ok, view.tried
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=15)
+    assert url == f"http://[::1]:{port}"
