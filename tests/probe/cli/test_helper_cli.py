@@ -23,6 +23,16 @@ def probe(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def wait_listening(host: str, port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,13 +75,7 @@ def test_serves_a_probe_and_stops_on_sigterm(tmp_path: Path) -> None:
             "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)]  # fmt: skip
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening("127.0.0.1", port)
         with HTTPTestServer(root="/page") as site:
             url = f"http://127.0.0.1:{port}/"
             target = f"http://127.0.0.1:{site.port}/"
@@ -116,13 +120,7 @@ def test_on_an_ipv6_address_it_names_a_url_a_probe_can_use(tmp_path: Path) -> No
         found = re.search(r"helper listening on (\S+) \(pid", said)
         assert found, said
         url = found.group(1)
-        deadline = time.monotonic() + 20  # said once bound; listening a moment later
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("::1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_listening("::1", port)  # said once bound; listening a moment later
         with HTTPTestServer(root="/page") as site:
             target = f"http://127.0.0.1:{site.port}/"
             view = asyncio.run(
