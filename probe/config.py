@@ -424,6 +424,18 @@ OTHER_ENV = frozenset(
 )  # fmt: skip
 
 
+def upload_token_missing(config: Config) -> str | None:
+    """Why the daemon cannot upload, if it has a collector but no token (``probe
+    run`` refuses to start; ``probe config check`` warns, for its shell may lack
+    the unit's environment)."""
+    if config.upload.url is not None and config.upload.token is None:
+        return (
+            "key 'upload.token': required with upload.url (in the file or as "
+            "REACHPROBE_UPLOAD_TOKEN in the daemon's environment)"
+        )
+    return None
+
+
 def config_warnings(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
     """What is valid but probably not meant: typo'd variables, metrics open to all,
     a URL whose path or port is not what gets measured (probe check refuses those)."""
@@ -442,6 +454,9 @@ def config_warnings(config: Config, env: Mapping[str, str] | None = None) -> lis
         for text in config.targets.domains
         if names_more(text)
     ]
+    missing = upload_token_missing(config)
+    if missing is not None:
+        found.append(f"{missing}; not set here")
     address = config.metrics.address
     if address is not None and address[0] in ("0.0.0.0", "::"):
         found.append(
@@ -561,13 +576,11 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
         except ValueError as exc:
             raise fail("metrics.listen", str(exc)) from None
     upload = config.upload
-    if upload.url is not None:
-        if not re.fullmatch(
-            r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d+)?(/\S*)?", upload.url
-        ):
-            raise fail("upload.url", f"expected http(s)://HOST[:PORT], got {upload.url!r}")
-        if upload.token is None:
-            raise fail("upload.token", "required with upload.url (or REACHPROBE_UPLOAD_TOKEN)")
+    if upload.url is not None and not _COLLECTOR_URL.fullmatch(upload.url):
+        raise fail("upload.url", f"expected http(s)://HOST[:PORT], got {upload.url!r}")
+    # A missing upload.token is not refused here: the example config keeps it out
+    # of the file, in the daemon's environment, and `probe check -c` or `probe
+    # status -c` in an admin's shell need no token (upload_token_missing).
     if upload.ca_bundle is not None and not Path(upload.ca_bundle).is_file():
         raise fail("upload.ca_bundle", f"no such file: {upload.ca_bundle}")
     if upload.batch > 5000:

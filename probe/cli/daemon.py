@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from probe.errors import UsageError
+from probe.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from probe.config import Config
@@ -113,10 +113,13 @@ def config_check(
 
 def run(config: str = _CONFIG_OPTION) -> None:
     """Check every configured target on its schedule until SIGTERM/SIGINT."""
-    from probe.config import config_warnings, load_config
+    from probe.config import config_warnings, load_config, upload_token_missing
     from schedules.daemon import run as run_daemon
 
     loaded = load_config(config)
+    missing = upload_token_missing(loaded)
+    if missing is not None:
+        raise ConfigError(f"{config}: {missing}")
     _journal_logging()
     for warning in config_warnings(loaded):
         logging.getLogger("probe").warning("%s", warning)

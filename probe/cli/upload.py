@@ -15,7 +15,6 @@ confirmed; running the command again continues from there.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -84,12 +83,7 @@ def upload(
 
     settings, stored_in, name = UploadConfig(), None, None
     if config is not None:
-        # A token given here is the config's too: a config that keeps its token out
-        # of the file (the daemon's from its unit's environment) is not refused.
-        env = dict(os.environ)
-        if token is not None and token.strip():
-            env["REACHPROBE_UPLOAD_TOKEN"] = token
-        loaded = load_config(config, env)  # a broken config: one line, exit 2
+        loaded = load_config(config)  # a broken config: one line, exit 2
         settings, stored_in = loaded.upload, loaded.storage.url
         name = loaded.vantage.name  # a token of another vantage is refused, as the daemon does
     collector = collector or settings.url
@@ -97,7 +91,10 @@ def upload(
     if not collector:
         raise UsageError("no collector: give --collector URL or [upload] url in the config (-c)")
     if token is None:
-        raise UsageError("no upload token: give --token or [upload] token in the config (-c)")
+        raise UsageError(
+            "no upload token: give --token, or upload.token (REACHPROBE_UPLOAD_TOKEN) "
+            "with the config (-c)"
+        )
     db = db or stored_in
     ca_bundle = ca_bundle or settings.ca_bundle
 

@@ -271,3 +271,33 @@ def test_warnings_for_typo_variables_and_metrics_on_every_interface() -> None:
     local = parse_config(MINIMAL + '[metrics]\nlisten = "127.0.0.1:9816"\n', "c.toml", env={})
     local = replace(local, targets=replace(local.targets, domains=("https://b.example/",)))
     assert config_warnings(local, {"REACHPROBE_STORAGE_URL": "x.db"}) == []
+
+
+def test_a_token_kept_in_the_daemons_environment_is_needed_only_by_the_daemon(
+    tmp_path: Path,
+) -> None:
+    """The example config keeps `token = ""` and the daemon's unit sets
+    REACHPROBE_UPLOAD_TOKEN: `probe status -c` and `probe check -c` in an admin's
+    shell (no such variable) refused the config for a missing upload.token."""
+    config = tmp_path / "c.toml"
+    db = tmp_path / "probe.db"
+    config.write_text(
+        MINIMAL + f'\n[storage]\nurl = "{db}"\n'
+        '[upload]\nurl = "https://collector.example"\ntoken = ""\n'
+    )
+    assert _probe("db", "upgrade", "--db", str(db), cwd=tmp_path).returncode == 0
+    status = _probe("status", "-c", str(config), cwd=tmp_path)
+    assert "upload.token" not in status.stderr and "Traceback" not in status.stderr
+    assert "not running" in status.stdout, status.stdout + status.stderr
+    check = _probe("config", "check", "-c", str(config), cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert (
+        f"{config}: warning: key 'upload.token': required with upload.url (in the file or as "
+        "REACHPROBE_UPLOAD_TOKEN in the daemon's environment); not set here\n"
+    ) in check.stderr
+    daemon = _probe("run", "-c", str(config), cwd=tmp_path)  # the daemon itself refuses
+    assert daemon.returncode == 2, daemon.stderr
+    assert daemon.stderr == (
+        f"probe: {config}: key 'upload.token': required with upload.url (in the file or as "
+        "REACHPROBE_UPLOAD_TOKEN in the daemon's environment)\n"
+    )
