@@ -262,7 +262,7 @@ def import_jsonl(
 
     with open_store(db, write=True) as store, _input(file) as lines:
         added, present = store.import_measurements(read_jsonl(lines, file))
-    typer.echo(f"imported {added} measurements ({present} already present)")
+    typer.echo(f"imported {added} measurement(s) ({present} already present)")
 
 
 def db_upgrade(db: DbOption = None) -> None:

@@ -60,7 +60,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f'<p class="muted">Period {esc(text.period(report))}; {report.total_checks} checks from '
+        f'<p class="muted">Period {esc(text.period(report))}; {report.total_checks} check(s) from '
         f"{len(report.vantages)} vantage(s); generated {esc(text.fmt_time(generated))} UTC. "
         "Shares are of conclusive checks (blocked or accessible); days are UTC days.</p>",
     ]

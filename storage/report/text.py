@@ -165,7 +165,7 @@ def render_text(report: Report) -> str:
         lines += _events(report)
         return "\n".join(lines) + "\n"
     lines.append(
-        f"{report.total_checks} checks from {len(report.vantages)} vantage(s); shares are "
+        f"{report.total_checks} check(s) from {len(report.vantages)} vantage(s); shares are "
         "of conclusive checks (blocked or accessible)."
     )
     lines += ["", "Per vantage", *_table(SERIES_HEADER, series_rows(report.vantages))]

@@ -133,9 +133,9 @@ def test_export_csv_and_jsonl_then_import(capsys, monkeypatch, db, tmp_path) -> 
 
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
     code, out, _ = run(capsys, monkeypatch, "import", "jsonl", str(jsonl_path), "--db", copy)
-    assert (code, out) == (0, "imported 2 measurements (0 already present)\n")
+    assert (code, out) == (0, "imported 2 measurement(s) (0 already present)\n")
     code, out, _ = run(capsys, monkeypatch, "import", "jsonl", str(jsonl_path), "--db", copy)
-    assert out == "imported 0 measurements (2 already present)\n"
+    assert out == "imported 0 measurement(s) (2 already present)\n"
 
     code, _, err = run(
         capsys, monkeypatch, "import", "jsonl", str(tmp_path / "none.jsonl"), "--db", copy
@@ -332,3 +332,31 @@ def test_export_to_a_fifo_or_device_writes_into_it(db, tmp_path, fmt) -> None:  
         2,
         f"probe: cannot write {full}: No space left on device\n",
     )
+
+
+def test_one_measurement_is_not_said_in_the_plural(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`probe import jsonl` of one record said 'imported 1 measurements', and `probe
+    report` over it '1 checks from 1 vantage(s)' (and so did the HTML report)."""
+    import subprocess
+
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    with Store.open(url) as store:
+        store.save(F.blocked_sni(), F.BLOCKED, F.VANTAGE)
+
+    def probe(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "probe", *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    one = tmp_path / "one.jsonl"
+    probe("export", "jsonl", "--db", url, "-o", str(one))
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    assert probe("import", "jsonl", str(one), "--db", copy) == (
+        "imported 1 measurement(s) (0 already present)\n"
+    )
+    html = tmp_path / "report.html"
+    text = probe("report", "--db", copy, "-o", str(html))
+    assert text.splitlines()[1].startswith("1 check(s) from 1 vantage(s);")
+    assert "; 1 check(s) from 1 vantage(s);" in html.read_text()
