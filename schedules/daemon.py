@@ -110,6 +110,14 @@ def is_running(config: Config) -> bool:
     return False
 
 
+def after_stop(config: Config, state: st.DaemonState) -> st.DaemonState:
+    """``state``, read again if it says a daemon never recorded its stop: read
+    before :func:`is_running` said no daemon runs, it may predate a clean stop
+    (a daemon records its stop before it lets go of the lock), which is no
+    unclean one."""
+    return st.StateFile(state_path(config)).load() if state.stop_unrecorded else state
+
+
 def health_problem(config: Config, now: dt.datetime | None = None) -> str | None:
     """Why the daemon for ``config`` is unhealthy, or None.
 
@@ -119,6 +127,7 @@ def health_problem(config: Config, now: dt.datetime | None = None) -> str | None
     """
     state = st.StateFile(state_path(config)).load()
     if not is_running(config):
+        state = after_stop(config, state)
         dead = f": {state.unclean_stop()}" if state.stop_unrecorded else ""
         return f"the daemon is not running{dead}"
     now = now or jobs.utcnow()

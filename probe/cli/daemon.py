@@ -199,7 +199,7 @@ def status(
 def _status(config: Config) -> dict[str, Any]:
     from probe.config import resolve_targets
     from probe.observations import rfc3339
-    from schedules.daemon import is_running, state_path
+    from schedules.daemon import after_stop, is_running, state_path
     from schedules.state import StateFile
     from storage.records import MeasurementFilter
     from storage.store import Store
@@ -231,6 +231,8 @@ def _status(config: Config) -> dict[str, Any]:
             )
         upload = _upload_status(config, store, state) if config.upload.url else None
     running = is_running(config)
+    if not running:
+        state = after_stop(config, state)
     died = not running and state.stop_unrecorded
     cut_short = sorted(d for d, t in state.targets.items() if t.unfinished) if died else []
     return {

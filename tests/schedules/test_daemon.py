@@ -305,3 +305,38 @@ def test_idle_metrics_connections_stop_neither_scrapes_nor_measuring(
                 sock.close()
         assert daemon.terminate() == 0
     assert len(measurements(db)) >= saved + 2
+
+
+def test_a_clean_stop_between_reading_the_state_and_the_lock_is_not_called_unclean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`probe status` read the state (daemon running, no stop recorded), then the
+    database, then the lock: a daemon that stopped cleanly in between was reported
+    'stopped uncleanly' with its checks 'cut short'. The stop it recorded counts."""
+    import schedules.daemon
+    from probe.cli.daemon import _status
+    from schedules.state import StateFile
+
+    db = tmp_path / "probe.db"
+    config = load_config(
+        write_config(tmp_path / "c.toml", resolver="127.0.0.1:9", domains=["a.test"], db=db),
+        env={},
+    )
+    path = schedules.daemon.state_path(config)
+    running = StateFile(path)
+    running.update(pid=4242, started_at=NOW, stopped_at=None)
+    running.update_target("a.test", last_started=NOW)
+
+    def stops_cleanly_meanwhile(_: object) -> bool:
+        stopped = StateFile(path)
+        stopped.load()
+        stopped.update(pid=None, stopped_at=NOW + MIN)
+        stopped.update_target("a.test", last_finished=NOW + MIN)
+        return False  # by the time the lock is looked at, the daemon is gone
+
+    monkeypatch.setattr(schedules.daemon, "is_running", stops_cleanly_meanwhile)
+    daemon = _status(config)["daemon"]
+    assert daemon["stopped_uncleanly"] is None and daemon["cut_short"] == [], daemon
+    assert daemon["stopped_at"] is not None
+    running.update(pid=4242, started_at=NOW, stopped_at=None)
+    assert health_problem(config) == "the daemon is not running"
