@@ -101,7 +101,7 @@ def check(
     Exit status: 0 all accessible, 1 any blocked, 2 bad usage or input,
     3 otherwise (down, offline, inconclusive), 4 results not stored.
     """
-    _load_measuring_code()
+    _load_measuring_code(JSON_MODULES if as_json else ())
     from probe.check import DEFAULT_CONTROL_DOMAINS, DEFAULT_CONTROL_RESOLVERS, CheckOptions
 
     chosen, skipped = _targets(targets or [], platform, list_file)
@@ -155,6 +155,11 @@ MEASURING_MODULES = (
 )
 
 
+# What the --json line adds (probe.terminal.json_line): ~10 ms of import, which
+# the first finished domain would otherwise pay on the loop with others in flight.
+JSON_MODULES = ("msgspec.json",)
+
+
 YOUNG_GC_THRESHOLD = 10_000
 """Allocations (net of frees) between young collections; Python's default is 700.
 A domain's measurement makes a few thousand short-lived objects (coroutines,
@@ -165,7 +170,7 @@ probe's, docs/benchmarks.md).  Cycles (a failed handshake leaves one) are still
 collected, a little later."""
 
 
-def _load_measuring_code() -> None:
+def _load_measuring_code(extra: tuple[str, ...] = ()) -> None:
     """Import the measuring code with the cyclic garbage collector paused,
     then freeze everything allocated so far (modules, classes, functions:
     objects that live until exit anyway).
@@ -183,7 +188,7 @@ def _load_measuring_code() -> None:
 
     gc.disable()
     try:
-        for module in MEASURING_MODULES:
+        for module in (*MEASURING_MODULES, *extra):
             importlib.import_module(module)
     finally:
         gc.freeze()

@@ -111,6 +111,17 @@ def test_measuring_code_is_loaded_then_frozen() -> None:
     assert run_python(code).split() == ["True", "True", "True"]
 
 
+def test_the_json_line_encoder_is_loaded_before_the_first_domain_only_for_json() -> None:
+    """Imported on the event loop by the first finished domain, it held the
+    domains still in flight for ~10 ms; a table-printing check does not need it."""
+    code = (
+        "import sys, probe.cli.check as c; c._load_measuring_code({});"
+        "print('msgspec.json' in sys.modules)"
+    )
+    assert run_python(code.format("c.JSON_MODULES")).strip() == "True"
+    assert run_python(code.format("")).strip() == "False"
+
+
 def test_a_plain_check_imports_neither_dnspython_nor_cryptography() -> None:
     """dnspython is imported only for a query or reply that ``probe.checks.dnswire``
     declines, ``cryptography`` only for a certificate ``probe.checks.certwire``
