@@ -239,7 +239,8 @@ def _hop_address(obs: TraceObservation, control: Series | None, hop: int | None)
 
 def _clean(obs: TraceObservation) -> str:
     reached = _server_hop(obs)
-    where = f"{obs.address} ({reached} hops away)" if reached else (obs.address or "the target")
+    away = f"{reached} hop{'' if reached == 1 else 's'} away"
+    where = f"{obs.address} ({away})" if reached else (obs.address or "the target")
     return (
         f"No interference: the ClientHello with SNI {obs.domain} and the request for Host "
         f"{obs.domain} reached {where} as the controls did, and DNS answers came only from "

@@ -188,3 +188,11 @@ def test_thirty_silent_hops() -> None:
     obs = observation(Probe(64, "silence"), None)
     loc = locate(TraceObservation(**{**obs.__dict__, "path": silent}))
     assert loc.censor_hop is None and loc.server_hop is None
+
+
+def test_a_server_one_hop_away_is_one_hop_away() -> None:
+    """A server on the probe's own link read '(1 hops away)' in the evidence."""
+    obs = observation(Probe(64, "reply", SERVER, packets=(SYNACK,)), None)
+    near = TraceObservation(**{**obs.__dict__, "path": path(server_hop=1)})
+    assert f"reached {SERVER} (1 hop away) as the controls did" in locate(near).evidence
+    assert f"reached {SERVER} (4 hops away) as the controls did" in locate(obs).evidence
