@@ -166,12 +166,13 @@ def traces(
                 }
                 print(json_text(line))
                 continue
-            s = item.summary
+            s, obs = item.summary, item.observation
             hop = "-" if s.censor_hop is None else f"hop {s.censor_hop} {s.censor_address or '*'}"
+            found = s.interference or ("no interference" if obs.address else "not traced")
             print(
                 printable(
-                    f"{item.id[:8]}  {rfc3339(item.observation.started_at)}  {item.vantage}  "
-                    f"{item.observation.domain}  {s.interference or 'no interference'}  {hop}"
+                    f"{item.id[:8]}  {rfc3339(obs.started_at)}  {item.vantage}  "
+                    f"{obs.domain}  {found}  {hop}"
                 )
             )
     if not shown and not jsonl:

@@ -78,3 +78,29 @@ def test_listing_no_traces_says_so_and_a_mistyped_db_creates_nothing(tmp_path: P
     assert (of.returncode, of.stderr) == (0, "no traces stored of x.com\n")
     exported = probe("traces", "--db", str(db), "--jsonl")
     assert (exported.returncode, exported.stdout, exported.stderr) == (0, "", "")
+
+
+def test_a_trace_of_a_name_with_no_address_is_listed_as_not_traced(tmp_path: Path) -> None:
+    """`probe trace` said 'not traced' (the resolver gave no address), and `probe
+    traces` then listed that stored trace as 'no interference'."""
+    from probe.cli.trace import summary
+    from probe.trace.locate import locate
+    from probe.trace.observations import Probe, TraceObservation
+    from storage import Store
+    from storage.records import Vantage
+    from storage.traces import save_trace
+    from tests.probe.trace.test_locate import SERVER, observation
+
+    traced = observation(Probe(64, "reply", SERVER), None)
+    untraced = TraceObservation(
+        **{**traced.__dict__, "domain": "gone.test", "address": None, "port": None, "path": ()}
+    )
+    db = tmp_path / "probe.db"
+    with Store.open(f"sqlite:///{db}") as store:
+        for obs in (traced, untraced):
+            save_trace(store, obs, summary(locate(obs)), Vantage("here"))
+    listed = probe("traces", "--db", str(db))
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[3]: line for line in listed.stdout.splitlines()}
+    assert "  not traced  " in lines["gone.test"], listed.stdout
+    assert "  no interference  " in lines["x.com"], listed.stdout
