@@ -47,10 +47,11 @@ class RowError:
 class TimelineFileError(UsageError):
     """A timeline file with bad rows; ``errors`` lists every one of them."""
 
-    def __init__(self, source: str, errors: Sequence[RowError]) -> None:
+    def __init__(self, source: str, errors: Sequence[RowError], *, header: bool = False) -> None:
         self.errors = tuple(errors)
+        what = "problem(s) in the header row" if header else "bad row(s)"
         super().__init__(
-            f"{source}: {len(self.errors)} bad row(s), nothing imported; first: {self.errors[0]}"
+            f"{source}: {len(self.errors)} {what}, nothing imported; first: {self.errors[0]}"
         )
 
 
@@ -79,7 +80,7 @@ def parse_csv(text: str, source: str = "<csv>") -> list[TimelineEvent]:
         raise TimelineFileError(source, [RowError("line 1", "empty file: no header row")])
     problems = _header_problems(header)
     if problems:
-        raise TimelineFileError(source, [RowError("line 1", p) for p in problems])
+        raise TimelineFileError(source, [RowError("line 1", p) for p in problems], header=True)
     reader.fieldnames = header
     records: list[tuple[str, Mapping[str, Any]]] = []
     for record in reader:

@@ -79,3 +79,21 @@ def test_report_per_domain_and_png_name(tmp_path: Path) -> None:
     empty = probe("report", "--since", "2017-11-01", "--until", "2017-12-01", db=db)
     assert empty.returncode == 0, empty.stderr
     assert "No measurements match." in empty.stdout and "2017-11-25" in empty.stdout
+
+
+def test_a_bad_header_is_not_counted_as_bad_rows(tmp_path: Path) -> None:
+    """A CSV of one event whose header lacked four columns ended in '4 bad row(s),
+    nothing imported': the rows were never read, the header had four problems."""
+    db = tmp_path / "db.sqlite"
+    short = tmp_path / "short.csv"
+    short.write_text("date,country\n2026-01-01,PK\n")
+    result = probe("timeline", "import", str(short), db=db)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[:-1] == [
+        f"{short}: line 1: missing column {c!r}" for c in ("platform", "kind", "title", "source")
+    ]
+    assert lines[-1] == (
+        f"probe: {short}: 4 problem(s) in the header row, nothing imported; "
+        "first: line 1: missing column 'platform'"
+    )
