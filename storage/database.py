@@ -34,6 +34,14 @@ DIRECTORY_MODE = 0o700
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # "garbage:::", "postgresql:/x"
 
 
+class NoDatabase(StorageError):
+    """A command that only reads was pointed at a SQLite file that does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no database at {path} (nothing stored there yet; check --db)")
+
+
 def default_path() -> Path:
     """The SQLite file used when neither ``--db`` nor ``$PROBE_DB`` says otherwise.
 
@@ -139,7 +147,7 @@ class Database:
     @staticmethod
     def _check_readable(path: Path) -> None:
         if not path.exists():
-            raise StorageError(f"no database at {path} (nothing stored there yet; check --db)")
+            raise NoDatabase(path)
         if not path.is_file():
             raise StorageError(f"cannot read database {path}: not a file")
         if not os.access(path, os.R_OK):

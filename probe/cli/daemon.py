@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from probe.errors import ConfigError, UsageError
+from probe.errors import ConfigError, StorageError, UsageError
 
 if TYPE_CHECKING:
     from probe.config import Config
@@ -201,6 +201,7 @@ def _status(config: Config) -> dict[str, Any]:
     from probe.observations import rfc3339
     from schedules.daemon import after_stop, is_running, state_path
     from schedules.state import StateFile
+    from storage.database import NoDatabase
     from storage.records import MeasurementFilter
     from storage.store import Store
 
@@ -210,7 +211,14 @@ def _status(config: Config) -> dict[str, Any]:
     path = state_path(config)
     state = StateFile(path).load()
     targets = []
-    with Store.open(config.storage.url) as store:
+    try:  # read only: a status run where the daemon stores nothing must not create a database
+        opened = Store.open(config.storage.url, readonly=True)
+    except NoDatabase as exc:
+        raise StorageError(
+            f"no database at {exc.path}: the daemon has stored nothing there (its [storage] "
+            "url says where it stores; under systemd, give STATE_DIRECTORY as its unit does)"
+        ) from None
+    with opened as store:
         for target in resolve_targets(config):
             row = next(store.iter_rows(MeasurementFilter(domain=target.domain, limit=1)), None)
             t = state.targets.get(target.domain)

@@ -301,3 +301,21 @@ def test_a_token_kept_in_the_daemons_environment_is_needed_only_by_the_daemon(
         f"probe: {config}: key 'upload.token': required with upload.url (in the file or as "
         "REACHPROBE_UPLOAD_TOKEN in the daemon's environment)\n"
     )
+
+
+def test_status_where_the_daemon_stored_nothing_creates_nothing(tmp_path: Path) -> None:
+    """`sudo probe status -c /etc/reachprobe/reachprobe.toml` without the unit's
+    STATE_DIRECTORY made an empty database (and its folders) in root's home, silently,
+    and showed every target 'never' measured, as if the daemon had not run."""
+    config = tmp_path / "c.toml"
+    config.write_text(MINIMAL)  # [storage] url = "": the default file, under $HOME
+    status = _probe("status", "-c", str(config), cwd=tmp_path)
+    assert status.returncode == 4, status.stdout + status.stderr
+    default = tmp_path / ".local" / "share" / "reachprobe" / "probe.db"
+    assert status.stderr == (
+        f"probe: no database at {default}: the daemon has stored nothing there (its "
+        "[storage] url says where it stores; under systemd, give STATE_DIRECTORY as its "
+        "unit does)\n"
+    )
+    assert status.stdout == ""
+    assert not (tmp_path / ".local").exists()

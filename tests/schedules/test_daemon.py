@@ -316,8 +316,10 @@ def test_a_clean_stop_between_reading_the_state_and_the_lock_is_not_called_uncle
     import schedules.daemon
     from probe.cli.daemon import _status
     from schedules.state import StateFile
+    from storage.store import Store
 
     db = tmp_path / "probe.db"
+    Store.open(f"sqlite:///{db}").close()  # a daemon that ran made its database
     config = load_config(
         write_config(tmp_path / "c.toml", resolver="127.0.0.1:9", domains=["a.test"], db=db),
         env={},
