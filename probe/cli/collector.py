@@ -174,7 +174,7 @@ def vantage_revoke(
     """Revoke a vantage's token for good (its measurements stay)."""
     from storage.registry import Registry
 
-    with open_store(db, write=True) as store:
+    with open_store(db, write=True, existing=True) as store:  # a mistyped --db: nothing
         registration = Registry(store.database).revoke(name)
     typer.echo(f"revoked the token of vantage {registration.vantage.name}; its measurements stay")
 

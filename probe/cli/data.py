@@ -197,7 +197,7 @@ def reclassify(
     from probe.classify import classify
 
     f = build_filter(since, until, domain, platform, vantage, country, verdict, limit)
-    with open_store(db, write=True) as store:
+    with open_store(db, write=True, existing=True) as store:
         examined, changed = store.reclassify(classify, store.newest(f))
     typer.echo(f"examined {examined} measurement(s); {changed} verdict(s) changed")
 
@@ -345,12 +345,14 @@ def parse_when(text: str, option: str, *, end_of_day: bool = False) -> dt.dateti
 
 
 @contextmanager
-def open_store(db: str | None, *, write: bool = False) -> Iterator[Store]:
+def open_store(db: str | None, *, write: bool = False, existing: bool = False) -> Iterator[Store]:
     """The store: read-only unless ``write`` (a reading command creates nothing
-    and works on a read-only copy); a database created for writing is announced."""
+    and works on a read-only copy); a database created for writing is announced.
+    ``existing``: a command with nothing to do on a new database (a mistyped --db)
+    creates none and says so."""
     from storage.store import Store
 
-    with Store.open(db, readonly=not write) as store:
+    with Store.open(db, readonly=not write, existing=existing) as store:
         announce_created(store)
         yield store
 

@@ -148,7 +148,7 @@ def traces(
     from storage.traces import relocate as relocate_all
 
     shown = 0
-    with open_store(db, write=relocate) as store:  # reading: a mistyped --db creates nothing
+    with open_store(db, write=relocate, existing=True) as store:  # a mistyped --db: nothing
         if relocate:
             read, changed = relocate_all(store, lambda obs: summary(locate(obs)))
             typer.echo(f"examined {read} trace(s); {changed} location(s) changed")

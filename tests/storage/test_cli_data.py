@@ -360,3 +360,25 @@ def test_one_measurement_is_not_said_in_the_plural(tmp_path) -> None:  # type: i
     text = probe("report", "--db", copy, "-o", str(html))
     assert text.splitlines()[1].startswith("1 check(s) from 1 vantage(s);")
     assert "; 1 check(s) from 1 vantage(s);" in html.read_text()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["reclassify"], ["traces", "--relocate"], ["collector", "vantage", "revoke", "karachi"]],
+)
+def test_nothing_to_do_on_a_mistyped_db_creates_nothing(tmp_path, command) -> None:  # type: ignore[no-untyped-def]
+    """`probe reclassify --db typo.db` made an empty database there and said 'examined
+    0 measurement(s)'; `probe collector vantage revoke NAME --db typo.db` made one and
+    said the vantage was not registered: a typo looked like an empty store."""
+    import subprocess
+
+    typo = tmp_path / "typo.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", *command, "--db", str(typo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (4, ""), done.stderr
+    assert done.stderr == f"probe: no database at {typo} (nothing stored there yet; check --db)\n"
+    assert not typo.exists()
