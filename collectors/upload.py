@@ -69,10 +69,29 @@ class UploadResult:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"collector URL must be http(s)://HOST[:PORT], not {url!r}")
     return url.strip().rstrip("/")
+
+
+def check_token(token: str) -> str:
+    """The token without surrounding blanks; one that could not be a token (a line
+    break, a space or a character beyond ASCII inside) is a usage error that does
+    not repeat it (it is a secret, if a mangled one)."""
+    token = token.strip()
+    if not token:
+        raise UsageError("the upload token is empty")
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise UsageError(
+            "the upload token holds a line break, space or non-ASCII character, which "
+            "no token has: copy it again from `probe collector vantage add`"
+        )
+    return token
 
 
 def upload(
@@ -107,9 +126,7 @@ def upload(
     from storage.outbox import Outbox
 
     base = check_url(url)
-    token = token.strip()
-    if not token:
-        raise UsageError("the upload token is empty")
+    token = check_token(token)
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "reachprobe-upload"}
     with httpx.Client(
         base_url=base,

@@ -129,6 +129,28 @@ def test_a_collector_on_an_ipv6_address_names_a_url_probe_upload_takes(
     assert proc.url.startswith("http://[::1]:"), proc.url
 
 
+@pytest.mark.parametrize(
+    ("collector", "token", "said"),
+    [
+        # a token pasted with a typographic character: 'internal error (UnicodeEncodeError)'
+        ("http://127.0.0.1:9", "rpv1_abc\u2019", "the upload token holds a line break, space"),
+        # a line break inside: 'cannot reach collector: Illegal header value' (exit 5)
+        ("http://127.0.0.1:9", "rpv1_a\nb", "the upload token holds a line break, space"),
+        # an unclosed IPv6 bracket: 'internal error (ValueError: Invalid IPv6 URL)'
+        ("http://[::1", "rpv1_abc", "collector URL must be http(s)://HOST[:PORT], not"),
+    ],
+)
+def test_a_malformed_token_or_url_is_one_line_and_exit_2(
+    tmp_path: Path, collector: str, token: str, said: str
+) -> None:
+    url = probe_db(tmp_path, 1)
+    done = probe("upload", "--collector", collector, "--token", token, "--db", url)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"probe: {said}") and done.stderr.count("\n") == 1, done.stderr
+    assert token not in done.stderr  # a secret, even a mistyped one
+    assert count(url, "uploads") == 0
+
+
 def test_upload_failures_are_one_line_and_exit_5(
     tmp_path: Path, collector: CollectorProcess, token: str, collector_db: str
 ) -> None:
