@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from collectors import protocol
+from collectors.protocol import check_token
 from probe.errors import CollectorError, UsageError
 
 if TYPE_CHECKING:
@@ -77,21 +78,6 @@ def check_url(url: str) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"collector URL must be http(s)://HOST[:PORT], not {url!r}")
     return url.strip().rstrip("/")
-
-
-def check_token(token: str) -> str:
-    """The token without surrounding blanks; one that could not be a token (a line
-    break, a space or a character beyond ASCII inside) is a usage error that does
-    not repeat it (it is a secret, if a mangled one)."""
-    token = token.strip()
-    if not token:
-        raise UsageError("the upload token is empty")
-    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
-        raise UsageError(
-            "the upload token holds a line break, space or non-ASCII character, which "
-            "no token has: copy it again from `probe collector vantage add`"
-        )
-    return token
 
 
 def upload(

@@ -581,6 +581,13 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
     # A missing upload.token is not refused here: the example config keeps it out
     # of the file, in the daemon's environment, and `probe check -c` or `probe
     # status -c` in an admin's shell need no token (upload_token_missing).
+    if upload.token is not None:
+        from collectors.protocol import check_token
+
+        try:
+            check_token(upload.token)
+        except UsageError as exc:
+            raise fail("upload.token", str(exc)) from None
     if upload.ca_bundle is not None and not Path(upload.ca_bundle).is_file():
         raise fail("upload.ca_bundle", f"no such file: {upload.ca_bundle}")
     if upload.batch > 5000:

@@ -319,3 +319,20 @@ def test_status_where_the_daemon_stored_nothing_creates_nothing(tmp_path: Path) 
     )
     assert status.stdout == ""
     assert not (tmp_path / ".local").exists()
+
+
+def test_a_token_no_collector_would_take_is_refused_by_the_config(tmp_path: Path) -> None:
+    """`[upload] token` pasted with a typographic apostrophe passed `probe config check`;
+    the daemon then failed every upload after every check, for good."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        MINIMAL + '\n[upload]\nurl = "https://collector.example"\ntoken = "rpv1_abc\u2019"\n'
+    )
+    for command in (("config", "check"), ("run",)):
+        done = _probe(*command, "-c", str(config), cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr == (
+            f"probe: {config}:16: key 'upload.token': the upload token holds a line break, space "
+            "or non-ASCII character, which no token has: copy it again from `probe collector "
+            "vantage add`\n"
+        )
