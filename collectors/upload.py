@@ -77,6 +77,11 @@ def check_url(url: str) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"collector URL must be http(s)://HOST[:PORT], not {url!r}")
+    if parts.username is not None or parts.password is not None:  # never repeated: a secret
+        raise UsageError(
+            "collector URL must not hold a user name or password (the upload token is the "
+            f"credential): give {parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        )
     return url.strip().rstrip("/")
 
 

@@ -578,6 +578,8 @@ def _validate(config: Config, values: dict[str, dict[str, Any]], locate: _Locato
     upload = config.upload
     if upload.url is not None and not _COLLECTOR_URL.fullmatch(upload.url):
         raise fail("upload.url", f"expected http(s)://HOST[:PORT], got {upload.url!r}")
+    if upload.url is not None and "@" in upload.url.split("://", 1)[1].split("/", 1)[0]:
+        raise fail("upload.url", "must not hold a user name (the upload token is the credential)")
     # A missing upload.token is not refused here: the example config keeps it out
     # of the file, in the daemon's environment, and `probe check -c` or `probe
     # status -c` in an admin's shell need no token (upload_token_missing).

@@ -138,6 +138,8 @@ def test_a_collector_on_an_ipv6_address_names_a_url_probe_upload_takes(
         ("http://127.0.0.1:9", "rpv1_a\nb", "the upload token holds a line break, space"),
         # an unclosed IPv6 bracket: 'internal error (ValueError: Invalid IPv6 URL)'
         ("http://[::1", "rpv1_abc", "collector URL must be http(s)://HOST[:PORT], not"),
+        # a password in the URL was shown in every error and stored with the confirmations
+        ("http://me:s3cret@127.0.0.1:9", "rpv1_abc", "collector URL must not hold a user"),
     ],
 )
 def test_a_malformed_token_or_url_is_one_line_and_exit_2(
@@ -147,7 +149,7 @@ def test_a_malformed_token_or_url_is_one_line_and_exit_2(
     done = probe("upload", "--collector", collector, "--token", token, "--db", url)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"probe: {said}") and done.stderr.count("\n") == 1, done.stderr
-    assert token not in done.stderr  # a secret, even a mistyped one
+    assert token not in done.stderr and "s3cret" not in done.stderr  # secrets, even mistyped
     assert count(url, "uploads") == 0
 
 

@@ -336,3 +336,15 @@ def test_a_token_no_collector_would_take_is_refused_by_the_config(tmp_path: Path
             "or non-ASCII character, which no token has: copy it again from `probe collector "
             "vantage add`\n"
         )
+
+
+def test_a_collector_url_with_a_user_name_is_refused_by_the_config(tmp_path: Path) -> None:
+    """`[upload] url = "https://me@collector.example"` passed; every upload then failed."""
+    config = tmp_path / "c.toml"
+    config.write_text(MINIMAL + '\n[upload]\nurl = "https://me@collector.example"\n')
+    done = _probe("config", "check", "-c", str(config), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        f"probe: {config}:15: key 'upload.url': must not hold a user name (the upload token "
+        "is the credential)\n"
+    )
