@@ -376,6 +376,8 @@ def _output(path: Path | None) -> Iterator[TextIO]:
     import tempfile  # not at start-up: it pulls in random and hashlib
 
     check_output(path)
+    if path.is_symlink() and path.is_file():  # the file it points to gets the export
+        path = path.resolve()
     if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written into, not replaced
         with _written(path) as out:
             yield out

@@ -382,3 +382,25 @@ def test_nothing_to_do_on_a_mistyped_db_creates_nothing(tmp_path, command) -> No
     assert (done.returncode, done.stdout) == (4, ""), done.stderr
     assert done.stderr == f"probe: no database at {typo} (nothing stored there yet; check --db)\n"
     assert not typo.exists()
+
+
+def test_export_to_a_symlink_updates_the_file_it_points_to(tmp_path, db) -> None:  # type: ignore[no-untyped-def]
+    """`probe export csv -o latest.csv`, latest.csv a link to the shared file: the
+    link was replaced by a new file and the shared one kept its old rows."""
+    import subprocess
+
+    url, (blocked, _) = db
+    shared = tmp_path / "share" / "latest.csv"
+    shared.parent.mkdir()
+    shared.write_text("old\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(shared)
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", "export", "csv", "--db", url, "-o", str(link)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and blocked in shared.read_text()
+    assert not [p for p in shared.parent.iterdir() if p.name.endswith(".partial")]
