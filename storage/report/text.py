@@ -18,6 +18,15 @@ def fmt_time(when: dt.datetime | None) -> str:
     return "-" if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _bound(when: dt.datetime | None, *, end: bool = False) -> str:
+    if when is None:
+        return "-"
+    utc = when.astimezone(dt.UTC)
+    if utc.time() == dt.time(0):
+        return str((utc - dt.timedelta(days=1)).date() if end else utc.date())
+    return f"before {fmt_time(utc)}" if end else fmt_time(utc)
+
+
 def fmt_lag(lag: dt.timedelta | None) -> str:
     """``+1d 5h``: positive when the network changed after the reported date."""
     if lag is None:
@@ -37,8 +46,10 @@ def fmt_methods(methods: Sequence[tuple[str, int]], limit: int = 3) -> str:
 
 
 def period(report: Report) -> str:
+    """Both ends inclusive: a bound at midnight UTC is a day (the end's is the day before
+    it, as a bare --until date includes that day); another end is 'before' its time."""
     if report.since or report.until:
-        return f"{fmt_time(report.since)} .. {fmt_time(report.until)}"
+        return f"{_bound(report.since)} .. {_bound(report.until, end=True)}"
     if report.days:
         return f"{report.days[0]} .. {report.days[-1]}"
     return "all time"

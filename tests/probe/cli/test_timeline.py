@@ -97,3 +97,20 @@ def test_a_bad_header_is_not_counted_as_bad_rows(tmp_path: Path) -> None:
         f"probe: {short}: 4 problem(s) in the header row, nothing imported; "
         "first: line 1: missing column 'platform'"
     )
+
+
+def test_a_report_until_a_day_names_that_day_last(tmp_path: Path) -> None:
+    """`probe report --since 2024-02-01 --until 2024-02-29` (the whole of February)
+    was headed '2024-02-01 00:00 .. 2024-03-01 00:00', as if it ran into March."""
+    db = tmp_path / "db.sqlite"
+    with Store.open(str(db)) as store:
+        store.import_measurements(convert([("t", accessible())]))
+    result = probe("report", "--since", "2024-02-01", "--until", "2024-02-29", db=db)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "Reachability report: all platforms, 2024-02-01 .. 2024-02-29"
+    )
+    timed = probe("report", "--until", "2024-02-17T22:00:00Z", db=db)
+    assert timed.stdout.splitlines()[0] == (
+        "Reachability report: all platforms, - .. before 2024-02-17 22:00"
+    )
