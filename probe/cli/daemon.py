@@ -56,6 +56,10 @@ def init(
     from probe.config import example_config, vantage_name
 
     target = Path(path)
+    if path == "-":  # not stdout: a config is a file the daemon reads later
+        raise UsageError("give the config file's path, not '-'")
+    if target.exists() and not target.is_file():  # --force must not chmod /dev/null
+        raise UsageError(f"{path} exists and is not a regular file")
     if target.exists() and not force:
         raise UsageError(f"{path} exists; use --force to overwrite it")
     if vantage is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -348,3 +349,19 @@ def test_a_collector_url_with_a_user_name_is_refused_by_the_config(tmp_path: Pat
         f"probe: {config}:15: key 'upload.url': must not hold a user name (the upload token "
         "is the credential)\n"
     )
+
+
+def test_init_writes_only_a_regular_file(tmp_path: Path) -> None:
+    """`probe init --force /dev/null` as root made the device 0600 and wrote the
+    template into it; `probe init -` wrote a file named '-'."""
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    done = _probe("init", "--force", str(fifo), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"probe: {fifo} exists and is not a regular file\n"
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o644 and stat.S_ISFIFO(fifo.stat().st_mode)
+    dash = _probe("init", "-", cwd=tmp_path)
+    assert dash.returncode == 2 and dash.stderr == "probe: give the config file's path, not '-'\n"
+    assert not (tmp_path / "-").exists()
