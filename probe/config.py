@@ -604,11 +604,25 @@ _COLLECTOR_URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d+)?(
 
 
 def _split_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT, an IPv6 address in brackets ('[::1]:9816'); an empty host is
+    every IPv4 interface.  '::1:80' or '[::1:80' is refused: which part is
+    the port would be a guess."""
+    import ipaddress
+
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9816', got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
+    v6 = host[1:-1] if host.startswith("[") and host.endswith("]") else None
+    try:
+        if v6 is not None:
+            ipaddress.IPv6Address(v6)
+        elif any(c in host for c in ":[]"):
+            raise ValueError(host)
+        if not sep or not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(port_text)
+    except ValueError:
+        raise ValueError(
+            f"expected HOST:PORT such as '127.0.0.1:9816' or '[::1]:9816', got {text!r}"
+        ) from None
+    return (host if v6 is None else v6) or "0.0.0.0", int(port_text)
 
 
 # -------------------------------------------------------- derived values

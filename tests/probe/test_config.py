@@ -147,6 +147,8 @@ def test_semantic_errors() -> None:
     assert resolver.startswith("c.toml:14: key 'checks.resolver': invalid resolver")
     listen = _error(MINIMAL + '[metrics]\nlisten = "9816"\n')
     assert listen.startswith("c.toml:14: key 'metrics.listen': expected HOST:PORT")
+    for guess in ("::1:9816", "[::1:9816", "[name]:9816", "[]:9816"):  # which part is the port?
+        assert "expected HOST:PORT" in _error(MINIMAL + f'[metrics]\nlisten = "{guess}"\n')
     ca = _error(MINIMAL + '[upload]\nca_bundle = "/nonexistent/ca.pem"\n')
     assert ca.startswith("c.toml:14: key 'upload.ca_bundle': no such file: /nonexistent/ca.pem")
     assert "required" in _error(MINIMAL.replace('name = "pi-lahore"\n', ""))
