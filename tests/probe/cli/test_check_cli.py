@@ -214,13 +214,29 @@ def test_a_list_run_ends_with_a_tally_line_on_stderr(tmp_path: Path, as_json: bo
         assert "checked" not in result.stdout
 
 
+def into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """``probe ARGS`` writing to a pipe whose reader has already gone (what
+    `| head -1` is after its line): the first line cannot be written."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "probe", *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
 def test_a_reader_that_goes_away_ends_the_run_in_one_line_and_keeps_what_was_stored(
     tmp_path: Path,
 ) -> None:
     """`probe check --json --list L | head -1`: the pipe's reader leaves after a
-    line; this ended in 'internal error (BrokenPipeError ...)', exit 70. Now one
-    line, exit 2, and the domains measured by then are in the database once."""
-    import os
+    line; this ended in a silent exit 1 (click's answer to EPIPE), which reads as
+    "blocked". Now one line, exit 2, and the domains measured by then are in the
+    database once."""
     import sqlite3
 
     from tests.probe.checks.dnsserver import NXDOMAIN, serve_in_thread
@@ -229,18 +245,12 @@ def test_a_reader_that_goes_away_ends_the_run_in_one_line_and_keeps_what_was_sto
     names = [f"gone{i}.test" for i in range(6)]
     listed.write_text("url,category_code\n" + "".join(f"{n},NEWS\n" for n in names))
     db = tmp_path / "probe.db"
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader has already gone: the first line cannot be written
-    try:
-        with serve_in_thread(dict.fromkeys(names, NXDOMAIN)) as dns:
-            result = subprocess.run(
-                [sys.executable, "-m", "probe", "check", "--list", str(listed), "--resolver",
-                 dns.spec, "--control-resolver", dns.spec, "--control-domain", "gone0.test",
-                 "--timeout", "1", "--json", "--concurrency", "1", "--db", str(db)],
-                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
-            )  # fmt: skip
-    finally:
-        os.close(write_end)
+    with serve_in_thread(dict.fromkeys(names, NXDOMAIN)) as dns:
+        result = into_a_closed_pipe(
+            "check", "--list", str(listed), "--resolver", dns.spec, "--control-resolver",
+            dns.spec, "--control-domain", "gone0.test", "--timeout", "1", "--json",
+            "--concurrency", "1", "--db", str(db),
+        )  # fmt: skip
     assert result.returncode == 2, result.stderr
     created, *rest = result.stderr.splitlines()
     assert created.startswith("probe: created a new database")
@@ -253,16 +263,6 @@ def test_a_reader_that_goes_away_ends_the_run_in_one_line_and_keeps_what_was_sto
 def test_any_command_whose_reader_left_says_so_instead_of_exit_1() -> None:
     """click answers EPIPE with a silent exit 1, which `probe check` uses for
     "blocked": a script reading `probe explain | head -1` saw a false status."""
-    import os
-
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "probe", "explain"],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
-        )  # fmt: skip
-    finally:
-        os.close(write_end)
+    result = into_a_closed_pipe("explain")
     assert result.returncode == 2, result.stderr
     assert result.stderr == "probe: cannot write the output: Broken pipe\n"
